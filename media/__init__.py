@@ -1,0 +1,1 @@
+"""Media pipelines: video capture/encode/send and receive, room audio processing."""

@@ -1,0 +1,1 @@
+"""Zero-touch provisioning: the box's agent and the reference provisioning service."""

@@ -1,0 +1,1 @@
+"""The terminal process: the state machine and the wiring of hal/, media/ and provisioning/."""
