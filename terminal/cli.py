@@ -16,9 +16,9 @@ from importlib.metadata import PackageNotFoundError, version
 # Modules that contribute commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "terminal.commands.run",
+    "terminal.commands.demo",
     "terminal.commands.hw",
     "terminal.commands.selftest",
-    "terminal.commands.demo",
 )
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

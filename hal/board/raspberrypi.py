@@ -26,7 +26,8 @@ class RaspberryPiBoard(Board):
         super().__init__(profile)
         model = read_text(MODEL_PATH)
         if not model or "Raspberry Pi" not in model:
-            raise DeviceUnavailable(f"board: not a Raspberry Pi ({MODEL_PATH} reads {model!r})")
+            found = f"reads {model!r}" if model else "is missing"
+            raise DeviceUnavailable(f"board: not a Raspberry Pi ({MODEL_PATH} {found})")
         self._model = model
 
     def _identity(self) -> tuple[str, str]:
