@@ -1,0 +1,206 @@
+"""The running encoder: camera frames → chosen backend → every output.
+
+Encoding runs on one dedicated thread (a single-worker executor, so the backend is only
+ever touched by that thread); the event loop only moves frame and packet references and
+makes decisions. Backpressure: while a frame is encoding, the camera's bounded queue holds at
+most two newer frames and drops the oldest, so a slow encoder lowers the frame rate instead
+of building latency.
+
+Keyframes: a request (viewer PLI/FIR, a new output) makes the *next* frame an IDR, so it
+leaves within one frame interval; requests closer together than ``keyframe_min_gap_s`` are
+merged into one that is served when the gap has passed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import av
+
+from hal.camera import Camera
+
+from media.video.chain import EncoderChoice
+from media.video.config import Rung, VideoConfig
+from media.video.outputs import EncodedOutput
+
+log = logging.getLogger("roombox.media.video")
+
+# Reopening a backend that cannot change its rate live costs a keyframe: only do it for a
+# change bigger than this fraction.
+REOPEN_BITRATE_CHANGE = 0.2
+LOAD_EWMA_ALPHA = 0.1
+
+
+class VideoEncoder:
+    """Encodes the camera's frames with the chosen backend and fans packets out.
+
+    Call from the event loop: ``add_output``, ``request_keyframe``, ``set_target_bitrate``,
+    ``set_rung``; ``run()`` until cancelled (or the camera ends). Outputs get
+    ``write(packet, keyframe)`` with pts in 1/90000 (the camera's clock).
+    """
+
+    def __init__(self, camera: Camera, config: VideoConfig, choice: EncoderChoice) -> None:
+        self.camera = camera
+        self.config = config
+        self.choice = choice
+        self.rungs: list[Rung] = config.rungs(camera.width, camera.height, camera.fps)
+        self.rung_index = 0
+        self.target_bitrate_bps = config.bitrate_bps
+        self.outputs: list[EncodedOutput] = []
+        self._applied_bitrate_bps = 0
+        self._opened_rung: Rung | None = None
+        self._keyframe_reason: str | None = None
+        self._last_forced_keyframe = float("-inf")
+        self._next_pts = 0
+        self._executor: ThreadPoolExecutor | None = None
+        # statistics
+        self.frames_in = 0
+        self.frames_encoded = 0
+        self.frames_skipped = 0
+        self.keyframes = 0
+        self.forced_keyframes = 0
+        self.bytes_out = 0
+        self.encode_cpu_s = 0.0
+        self.load = 0.0          # encode wall time / frame interval, smoothed
+        self.last_keyframe_reason = ""
+
+    @property
+    def rung(self) -> Rung:
+        return self.rungs[self.rung_index]
+
+    def add_output(self, output: EncodedOutput) -> None:
+        """Fan packets out to ``output`` too; it asks for a keyframe when it starts."""
+        output.on_keyframe_needed = self.request_keyframe
+        self.outputs.append(output)
+        if output.is_started:
+            self.request_keyframe(f"{output.name} added")
+
+    def remove_output(self, output: EncodedOutput) -> None:
+        if output in self.outputs:
+            self.outputs.remove(output)
+            output.on_keyframe_needed = None
+
+    def request_keyframe(self, reason: str) -> None:
+        """Make an upcoming frame an IDR (the next one unless one was just forced)."""
+        if self._keyframe_reason is None:
+            self._keyframe_reason = reason
+
+    def set_target_bitrate(self, bitrate_bps: int) -> int:
+        """Steer the encoder's rate (e.g. from REMB), clamped to the configured caps."""
+        self.target_bitrate_bps = max(self.config.min_bitrate_bps,
+                                      min(self.config.max_bitrate_bps, int(bitrate_bps)))
+        return self.target_bitrate_bps
+
+    def set_rung(self, index: int) -> None:
+        """Switch to ladder step ``index`` (0 = best); the backend reopens at the next frame."""
+        index = max(0, min(len(self.rungs) - 1, index))
+        if index != self.rung_index:
+            log.info("video: quality %s -> %s", self.rung, self.rungs[index])
+            self.rung_index = index
+
+    async def run(self) -> None:
+        """Encode until the camera ends or the task is cancelled."""
+        if self.choice.packets is not None:
+            await self._run_camera_encoded()
+            return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="video-encode")
+        loop = asyncio.get_running_loop()
+        try:
+            async for frame in self.camera.frames():
+                self.frames_in += 1
+                if not self._due(frame):
+                    self.frames_skipped += 1
+                    continue
+                keyframe = self._take_keyframe_request()
+                packets, cpu_s, wall_s = await loop.run_in_executor(
+                    self._executor, self._encode, frame, keyframe, self.rung, self.target_bitrate_bps)
+                self._account(cpu_s, wall_s)
+                self._fan_out(packets)
+        finally:
+            self._executor.shutdown(wait=True)
+            self.choice.backend.close()
+
+    async def _run_camera_encoded(self) -> None:
+        # The camera encodes. hal has no call yet to pass keyframe or bitrate requests to it,
+        # so they stay pending; the camera's own GOP bounds a viewer's wait.
+        first = self.choice.first_packet
+        if first is not None:
+            self.choice.first_packet = None
+            self._fan_out([first])
+        async for packet in self.choice.packets:
+            self.frames_in += 1
+            self._fan_out([packet])
+
+    def _due(self, frame: av.VideoFrame) -> bool:
+        """Frame-rate decimation for rungs below the camera's rate, by pts."""
+        if self.rung.fps >= self.camera.fps:
+            return True
+        if frame.pts is None or frame.pts >= self._next_pts:
+            step = 90000 // self.rung.fps
+            # Half a frame of slack absorbs capture jitter without dropping the wrong frame.
+            self._next_pts = (frame.pts or 0) + step - 90000 // (2 * self.camera.fps)
+            return True
+        return False
+
+    def _take_keyframe_request(self) -> bool:
+        if self._keyframe_reason is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_forced_keyframe < self.config.keyframe_min_gap_s:
+            return False
+        self._last_forced_keyframe = now
+        self.last_keyframe_reason = self._keyframe_reason
+        self._keyframe_reason = None
+        self.forced_keyframes += 1
+        return True
+
+    def _encode(self, frame: av.VideoFrame, keyframe: bool, rung: Rung,
+                bitrate_bps: int) -> tuple[list[av.Packet], float, float]:
+        """Encoder thread: (re)open if needed, scale if the rung is smaller, encode."""
+        started_cpu, started = time.thread_time(), time.perf_counter()
+        backend = self.choice.backend
+        if rung != self._opened_rung:
+            gop = max(1, round(self.config.keyframe_interval_s * rung.fps))
+            backend.open(rung, bitrate_bps, self.config.max_bitrate_bps, gop)
+            self._opened_rung, self._applied_bitrate_bps = rung, bitrate_bps
+        elif bitrate_bps != self._applied_bitrate_bps:
+            if backend.set_bitrate(bitrate_bps):
+                self._applied_bitrate_bps = bitrate_bps
+            elif abs(bitrate_bps - self._applied_bitrate_bps) > REOPEN_BITRATE_CHANGE * self._applied_bitrate_bps:
+                self._opened_rung = None
+                return self._encode(frame, keyframe, rung, bitrate_bps)
+        if (frame.width, frame.height) != (rung.width, rung.height):
+            # The one copy on this path that is not the encoder's own: swscale to the rung.
+            scaled = frame.reformat(width=rung.width, height=rung.height, format="yuv420p")
+            scaled.pts, scaled.time_base = frame.pts, frame.time_base
+            frame = scaled
+        packets = backend.encode(frame, keyframe)
+        return packets, time.thread_time() - started_cpu, time.perf_counter() - started
+
+    def _account(self, cpu_s: float, wall_s: float) -> None:
+        self.frames_encoded += 1
+        self.encode_cpu_s += cpu_s
+        self.load += LOAD_EWMA_ALPHA * (wall_s * self.rung.fps - self.load)
+
+    def _fan_out(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            keyframe = bool(packet.is_keyframe)
+            self.keyframes += keyframe
+            self.bytes_out += packet.size
+            for output in list(self.outputs):
+                output.write(packet, keyframe)
+
+    def status(self) -> dict[str, Any]:
+        status = self.choice.status()
+        status.update(
+            quality=str(self.rung), target_bitrate_bps=self.target_bitrate_bps,
+            frames_in=self.frames_in, frames_encoded=self.frames_encoded,
+            frames_skipped=self.frames_skipped, keyframes=self.keyframes,
+            forced_keyframes=self.forced_keyframes, last_keyframe_reason=self.last_keyframe_reason,
+            load=round(self.load, 3),
+            encode_ms_per_frame=round(1000 * self.encode_cpu_s / max(1, self.frames_encoded), 2),
+            outputs={o.name: o.status() for o in self.outputs})
+        return status

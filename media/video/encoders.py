@@ -1,0 +1,140 @@
+"""H.264 encoder backends that turn ``av.VideoFrame`` into ``av.Packet`` (Annex B, SPS/PPS
+repeated in-band before every IDR so a viewer can start at any keyframe).
+
+Every method is blocking and runs on the encoder's own thread (see ``encoder.VideoEncoder``);
+an instance is used by one thread at a time. aiortc's built-in H.264 encoder is never used:
+it runs x264 at its default preset (~25 ms per 720p frame here) and cannot be steered.
+"""
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import av
+from av.video.frame import PictureType
+
+from media.video.config import Rung
+from media.video.errors import EncoderUnavailable
+
+log = logging.getLogger("roombox.media.video")
+
+# RTP's video clock: camera pts arrive in it and packets leave in it, no rescaling.
+TIME_BASE = Fraction(1, 90000)
+# VBV buffer as a fraction of a second of the cap: small enough that a keyframe cannot
+# queue hundreds of milliseconds of data in front of the next frames.
+VBV_BUFFER_S = 0.5
+
+
+class EncoderBackend:
+    """One way of encoding frames to H.264.
+
+    Subclasses provide ``open()``, ``encode()`` and ``close()``; ``set_bitrate()`` returns
+    False when the backend cannot change its rate while open (the caller then reopens it).
+    """
+
+    name = "?"
+    is_hardware = False
+
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        raise NotImplementedError
+
+    def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
+        raise NotImplementedError
+
+    def set_bitrate(self, bitrate_bps: int) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class PyAvEncoder(EncoderBackend):
+    """An FFmpeg encoder through PyAV's CodecContext."""
+
+    codec_name = "?"
+
+    def __init__(self) -> None:
+        self._ctx: av.VideoCodecContext | None = None
+
+    def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
+        return {}
+
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        self.close()
+        where = f"{self.codec_name} at {rung}"
+        try:
+            ctx = av.CodecContext.create(self.codec_name, "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise EncoderUnavailable(f"video: {self.name}: this FFmpeg has no {self.codec_name} "
+                                     f"encoder ({exc})") from None
+        ctx.width, ctx.height = rung.width, rung.height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = TIME_BASE
+        # Without framerate, rate control derives fps from the 1/90000 time base and starves
+        # every frame (measured: gray ~25-byte frames from libx264).
+        ctx.framerate = Fraction(rung.fps)
+        ctx.bit_rate = bitrate_bps
+        ctx.gop_size = gop_frames
+        ctx.options = self._options(bitrate_bps, max_bitrate_bps)
+        try:
+            ctx.open()
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise EncoderUnavailable(f"video: {self.name}: cannot open {where} ({exc})") from None
+        self._ctx = ctx
+
+    def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
+        # FFmpeg encoders (libx264 with forced-idr, v4l2m2m via FORCE_KEY_FRAME) turn an
+        # I picture type on the input frame into an IDR.
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        packets = self._ctx.encode(frame)
+        for packet in packets:
+            packet.time_base = TIME_BASE
+        return packets
+
+    def close(self) -> None:
+        self._ctx = None  # PyAV frees the context when the last reference goes
+
+
+class Libx264Encoder(PyAvEncoder):
+    """Software x264: ultrafast/superfast, zerolatency (no B-frames, no lookahead, sliced
+    threads), constrained baseline, which every browser decodes. The bitrate follows REMB
+    live: with a VBV cap (maxrate/bufsize) set, FFmpeg reconfigures x264 when bit_rate
+    changes; without VBV x264 ignores the new rate (measured)."""
+
+    name = "libx264"
+    codec_name = "libx264"
+
+    def __init__(self, preset: str = "ultrafast") -> None:
+        super().__init__()
+        self.preset = preset
+
+    def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
+        return {"preset": self.preset, "tune": "zerolatency", "profile": "baseline",
+                "forced-idr": "1", "maxrate": str(max_bitrate_bps),
+                "bufsize": str(int(max_bitrate_bps * VBV_BUFFER_S))}
+
+    def set_bitrate(self, bitrate_bps: int) -> bool:
+        self._ctx.bit_rate = bitrate_bps
+        return True
+
+
+class V4l2M2mEncoder(PyAvEncoder):
+    """The SoC's memory-to-memory encoder (Raspberry Pi 4: bcm2835-codec on /dev/video11)."""
+
+    name = "v4l2m2m"
+    codec_name = "h264_v4l2m2m"
+    is_hardware = True
+
+    # FFmpeg's wrapper asks the driver to repeat SPS/PPS before each IDR and maps an I
+    # picture type to V4L2's FORCE_KEY_FRAME, so no options are needed here. Its rate cannot
+    # change while open: set_bitrate() keeps the default False and the encoder reopens.
+
+
+class VaapiEncoder(PyAvEncoder):
+    """Intel/AMD VAAPI. PyAV's wheels ship an FFmpeg without VAAPI, and PyAV cannot attach a
+    hardware frames context to an encoder yet; this backend works only with a PyAV built
+    against a system FFmpeg that accepts software frames for h264_vaapi. Probing says which."""
+
+    name = "vaapi"
+    codec_name = "h264_vaapi"
+    is_hardware = True

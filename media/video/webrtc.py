@@ -1,0 +1,184 @@
+"""Encoded video into aiortc without re-encoding, with the feedback aiortc drops on that path.
+
+aiortc sends a track that yields ``av.Packet`` through the codec's ``pack()`` (no encoding),
+but on that path it ignores PLI/FIR and REMB, and it sends H.264 bytes labelled as VP8 if
+VP8 was negotiated. So ``VideoSender``:
+- forces H.264 with codec preferences and checks the negotiated codec (CodecNotNegotiated);
+- wraps the RTCRtpSender's RTCP handler (an instance attribute, no edits to aiortc) so PLI
+  and FIR reach our encoder as keyframe requests and REMB sets its target bitrate;
+- feeds the quality ladder, which steps resolution/frame rate down and back up.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket,
+                        RtcpRrPacket, unpack_remb_fci)
+from aiortc.sdp import SessionDescription
+
+from media.video.encoder import VideoEncoder
+from media.video.errors import CodecNotNegotiated
+from media.video.ladder import QualityLadder
+from media.video.outputs import EncodedOutput
+
+log = logging.getLogger("roombox.media.video")
+
+# A few frames of slack between the encoder and aiortc's send loop; more only adds latency.
+TRACK_QUEUE_PACKETS = 4
+# Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
+REMB_SHARE = 0.9
+
+
+def h264_codecs(kind: str = "video") -> list:
+    """aiortc's H.264 codecs (and their RTX), for ``setCodecPreferences``."""
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    h264 = [c for c in codecs if c.mimeType.lower() == "video/h264"]
+    rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+    return h264 + rtx
+
+
+def negotiated_video_codecs(description_sdp: str, mid: str | None) -> list[str]:
+    """Codec names (without RTX/FEC) in the video section ``mid`` of a session description."""
+    session = SessionDescription.parse(description_sdp)
+    for media in session.media:
+        if media.kind == "video" and (mid is None or media.rtp.muxId == mid) and media.port != 0:
+            return [c.name for c in media.rtp.codecs if c.name.lower() not in ("rtx", "red", "ulpfec")]
+    return []
+
+
+class EncodedVideoTrack(MediaStreamTrack, EncodedOutput):
+    """An aiortc video track yielding our encoder's ``av.Packet``s (pts in 1/90000)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        MediaStreamTrack.__init__(self)
+        EncodedOutput.__init__(self, "webrtc")
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(TRACK_QUEUE_PACKETS)
+
+    def _deliver(self, packet: av.Packet, keyframe: bool) -> None:
+        if self._queue.full():
+            # aiortc fell behind (congested transport): drop the backlog and resume at a
+            # keyframe, so the viewer sees a jump instead of a growing delay or a broken picture.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self.packets_dropped += 1
+            self._lost_data("webrtc queue full")
+            if not keyframe:
+                return
+            self.is_waiting_for_keyframe = False
+        self._queue.put_nowait(packet)
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        if packet is None:
+            raise MediaStreamError
+        return packet
+
+    def stop(self) -> None:
+        EncodedOutput.stop(self)
+        if self.readyState == "live":
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)  # wakes recv() so aiortc's send loop ends
+        MediaStreamTrack.stop(self)
+
+
+class VideoSender:
+    """Puts one ``VideoEncoder`` on one RTCPeerConnection as an H.264 send-only track.
+
+    ``attach()`` before creating the offer/answer; ``check_negotiated()`` after both
+    descriptions are set. Runs on the event loop.
+    """
+
+    def __init__(self, encoder: VideoEncoder, adapt: bool | None = None) -> None:
+        self.encoder = encoder
+        adapt = encoder.config.adapt if adapt is None else adapt
+        self.ladder = QualityLadder(encoder.rungs) if adapt else None
+        self.track = EncodedVideoTrack()
+        self.transceiver: RTCRtpTransceiver | None = None
+        self.codec = ""
+        self.remb_bps: int | None = None
+        self.pli_count = 0
+        self.fir_count = 0
+        self.remb_count = 0
+        self.fraction_lost = 0.0
+
+    def attach(self, pc: RTCPeerConnection) -> RTCRtpTransceiver:
+        """Add the send-only video transceiver (H.264 only) and start feeding it."""
+        self.transceiver = pc.addTransceiver(self.track, direction="sendonly")
+        self.transceiver.setCodecPreferences(h264_codecs())
+        self._tap_rtcp(self.transceiver.sender)
+        self.encoder.add_output(self.track)
+        self.track.start()
+        return self.transceiver
+
+    def check_negotiated(self, pc: RTCPeerConnection) -> str:
+        """Raise CodecNotNegotiated unless the answer carries H.264 only for our video."""
+        answer = pc.remoteDescription if pc.remoteDescription.type == "answer" else pc.localDescription
+        codecs = negotiated_video_codecs(answer.sdp, self.transceiver.mid)
+        if not codecs or any(name.lower() != "h264" for name in codecs):
+            raise CodecNotNegotiated(
+                f"video: peer answered codecs {codecs or 'none'} for mid {self.transceiver.mid}; "
+                "expected H264 only (sending our H.264 under another codec's name would be garbage)")
+        self.codec = "H264"
+        return self.codec
+
+    def close(self) -> None:
+        self.encoder.remove_output(self.track)
+        self.track.stop()
+
+    def _tap_rtcp(self, sender: RTCRtpSender) -> None:
+        handle_original = sender._handle_rtcp_packet
+
+        async def handle(packet) -> None:
+            self._on_rtcp(packet, sender._ssrc)
+            await handle_original(packet)
+
+        # The DTLS transport dispatches RTCP through this attribute; wrapping it per instance
+        # leaves aiortc's own handling (NACK → retransmit, RR → stats) intact.
+        sender._handle_rtcp_packet = handle
+
+    def _on_rtcp(self, packet: Any, ssrc: int) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            if packet.fmt == RTCP_PSFB_PLI:
+                self.pli_count += 1
+            else:
+                self.fir_count += 1
+            self.encoder.request_keyframe("PLI" if packet.fmt == RTCP_PSFB_PLI else "FIR")
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return  # another APP message, not REMB
+            if ssrc in ssrcs:
+                self.remb_count += 1
+                self.remb_bps = bitrate
+                self.encoder.set_target_bitrate(int(bitrate * REMB_SHARE))
+                self._adapt()
+        elif isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    self.fraction_lost = report.fraction_lost / 256
+            self._adapt()
+
+    def _adapt(self) -> None:
+        if self.ladder is None:
+            return
+        allowed = None if self.remb_bps is None else int(self.remb_bps * REMB_SHARE)
+        self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
+
+    def status(self) -> dict[str, Any]:
+        return {"codec": self.codec, "pli": self.pli_count, "fir": self.fir_count,
+                "remb": self.remb_count, "remb_bps": self.remb_bps,
+                "fraction_lost": round(self.fraction_lost, 3),
+                "ladder": self.ladder.last_reason if self.ladder else "off",
+                "track": self.track.status()}

@@ -1,0 +1,150 @@
+"""Encoder chain and encoder: fallback order with unavailable hardware, keyframes on request,
+bitrate steering, and output that a separate decoder decodes with frame counters intact."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import av
+import pytest
+
+from hal.camera import stamp as stamps
+from media.video import (AnnexBFileOutput, EncodedOutput, NoEncoderAvailable, VideoConfig,
+                         VideoConfigError, VideoEncoder, choose_encoder)
+from media.video.chain import ENV_OVERRIDE, ORDER, candidates
+from media.video.errors import EncoderUnavailable
+
+WAIT_S = 15
+
+
+class Recorder(EncodedOutput):
+    """Keeps what it is given; sets ``enough`` after ``count`` packets."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__("recorder")
+        self.packets: list[tuple[av.Packet, bool]] = []
+        self.count = count
+        self.enough = asyncio.Event()
+
+    def _deliver(self, packet, keyframe):
+        self.packets.append((packet, keyframe))
+        if len(self.packets) >= self.count:
+            self.enough.set()
+
+
+@contextlib.asynccontextmanager
+async def running(encoder: VideoEncoder):
+    task = asyncio.create_task(encoder.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_probing_falls_back_in_order_and_status_says_why(camera, caplog):
+    caplog.set_level(logging.WARNING, "roombox.media.video")
+    choice = await choose_encoder(camera, VideoConfig(), environ={})
+    assert choice.name == "libx264"
+    status = choice.status()
+    # Every better backend was tried first, in the documented order, each with its reason.
+    assert list(status["rejected"]) == list(ORDER[:-1])
+    assert "h264_v4l2m2m" in status["rejected"]["v4l2m2m"]
+    assert "cannot hand out encoded H.264" in status["rejected"]["camera"]
+    assert status["hardware"] is False and "probing" in status["reason"]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("v4l2m2m unavailable" in m and "trying the next" in m for m in logged)
+
+
+async def test_forced_hardware_encoder_that_is_absent_fails_with_its_reason(camera):
+    with pytest.raises(NoEncoderAvailable, match="v4l2m2m: .*h264_v4l2m2m"):
+        await choose_encoder(camera, VideoConfig(encoder="v4l2m2m"), environ={})
+
+
+def test_environment_override_orders_candidates_and_rejects_unknown_names():
+    assert candidates(VideoConfig(), {ENV_OVERRIDE: "v4l2m2m,libx264"}) == (
+        ["v4l2m2m", "libx264"], f"{ENV_OVERRIDE}=v4l2m2m,libx264")
+    assert candidates(VideoConfig(encoder="libx264"), {})[0] == ["libx264"]
+    with pytest.raises(EncoderUnavailable, match="'nvenc'.*expected a comma-separated list"):
+        candidates(VideoConfig(), {ENV_OVERRIDE: "nvenc"})
+
+
+def test_config_errors_name_key_value_and_expectation():
+    with pytest.raises(VideoConfigError, match="video.encoder must be one of .*got 'x265'"):
+        VideoConfig.from_table({"encoder": "x265"})
+    with pytest.raises(VideoConfigError, match="video.bitrat: unknown key"):
+        VideoConfig.from_table({"bitrat": 1})
+    with pytest.raises(VideoConfigError, match="bitrate_bps must lie between"):
+        VideoConfig.from_table({"bitrate_bps": 9_000_000})
+    with pytest.raises(VideoConfigError, match="ladder entries must look like '1280x720@30', got '720p'"):
+        VideoConfig.from_table({"ladder": ["720p"]})
+    config = VideoConfig.from_table({"keyframe_interval_s": 1, "ladder": ["1280x720@30", "640x360@15"]})
+    assert [str(r) for r in config.rungs(1280, 720, 30)] == ["1280x720@30", "640x360@15"]
+
+
+async def test_output_decodes_in_a_separate_decoder_with_frame_counters_intact(camera, tmp_path):
+    choice = await choose_encoder(camera, VideoConfig(encoder="libx264"), environ={})
+    encoder = VideoEncoder(camera, VideoConfig(encoder="libx264"), choice)
+    recording = AnnexBFileOutput(tmp_path / "out.h264")
+    recorder = Recorder(45)
+    for output in (recording, recorder):
+        encoder.add_output(output)
+        output.start()
+    async with running(encoder):
+        async with asyncio.timeout(WAIT_S):
+            await recorder.enough.wait()
+    recording.stop()
+    assert recorder.packets[0][1] is True, "outputs start at a keyframe"
+    with av.open(str(tmp_path / "out.h264"), format="h264") as container:
+        decoded = [stamps.read_frame(f) for f in container.decode(video=0)]
+    counters = [s.counter for s in decoded if s is not None]
+    assert len(decoded) == recording.packets_written >= 45
+    assert len(counters) == len(decoded), "every decoded frame's stamp reads back"
+    assert counters == sorted(set(counters)), "frames in capture order, none repeated"
+    # The camera may drop a frame when the shared machine stalls, but not many.
+    assert counters[-1] - counters[0] + 1 - len(counters) <= 3
+
+
+async def test_keyframe_request_makes_the_next_frame_an_idr_and_gaps_are_rate_limited(camera):
+    config = VideoConfig(encoder="libx264", keyframe_interval_s=60, keyframe_min_gap_s=0.2)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    recorder = Recorder(10)
+    encoder.add_output(recorder)
+    recorder.start()
+    async with running(encoder):
+        async with asyncio.timeout(WAIT_S):
+            await recorder.enough.wait()
+            assert sum(k for _, k in recorder.packets) == 1, "only the starting keyframe so far"
+            before = len(recorder.packets)
+            encoder.request_keyframe("test")
+            encoder.request_keyframe("test again")   # merged with the first
+            recorder.count = before + 3
+            recorder.enough.clear()
+            await recorder.enough.wait()
+    after = [k for _, k in recorder.packets[before:]]
+    assert after[0] is True, "the frame right after the request is an IDR"
+    assert after[1:].count(True) == 0, "two requests within the gap give one keyframe"
+    assert encoder.forced_keyframes == 2   # the start and the request
+    assert encoder.status()["last_keyframe_reason"] == "test"
+
+
+async def test_target_bitrate_steers_libx264_live(camera):
+    config = VideoConfig(encoder="libx264", bitrate_bps=1_000_000, max_bitrate_bps=1_000_000,
+                         keyframe_interval_s=60)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    recorder = Recorder(45)
+    encoder.add_output(recorder)
+    recorder.start()
+    async with running(encoder):
+        async with asyncio.timeout(WAIT_S):
+            await recorder.enough.wait()
+            assert encoder.set_target_bitrate(100_000) == 150_000, "clamped to min_bitrate_bps"
+            recorder.count = 120
+            recorder.enough.clear()
+            await recorder.enough.wait()
+    high = sum(p.size for p, _ in recorder.packets[15:45]) / 30
+    low = sum(p.size for p, _ in recorder.packets[90:120]) / 30
+    assert low < 0.5 * high, f"bytes/frame {high:.0f} at 1 Mbit/s vs {low:.0f} at 150 kbit/s"
+    assert not any(k for _, k in recorder.packets[1:]), "a live rate change needs no keyframe"
