@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "terminal.commands.demo",
     "terminal.commands.hw",
     "terminal.commands.selftest",
+    "provisioning.cli",
 )
 
 

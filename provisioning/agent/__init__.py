@@ -1,0 +1,1 @@
+"""The box side of provisioning: identity, discovery, enrolment, signed config, check-in."""

@@ -1,0 +1,267 @@
+"""The provisioning agent: find the service, enrol, then check in and apply what it sends.
+
+The agent decides nothing about the room. It reports to the terminal through ``events``
+(an ``asyncio.Queue`` of ``AgentEvent``) and asks it two things through callbacks:
+
+``health_check(settings) -> (ok, reason)``  awaited while a new config is on trial; the
+    terminal applies the trial settings (it got ``config_received``) and says whether the
+    box is healthy with them (conferencing service reachable, peripherals present).
+``is_in_call() -> bool``  disruptive commands (reboot, rejoin, selftest) wait while True.
+
+Event kinds and their ``data``:
+
+=======================  ===================================================================
+``activation_code``      user_code, verification_uri, verification_uri_complete, expires_in
+``enrolled``             serial, service_url
+``enrolment_rejected``   reason
+``config_received``      version, settings (``schema.Settings``): now on trial
+``config_committed``     version, settings: the new last-known-good
+``config_rolled_back``   version, reason, settings (what runs now)
+``config_refused``       reason (signature, expiry, version, schema...; nothing changed)
+``command_received``     id, kind, args: verified, not expired, not replayed; terminal runs it
+``command_refused``      reason
+``service_unreachable``  reason (check-in failed; the agent retries with backoff)
+=======================  ===================================================================
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .. import protocol
+from ..errors import CommandRejected, ConfigRejected, EnrolmentError, ServiceError
+from ..schema import Settings
+from .commands import CommandGate
+from .config_store import ConfigStore
+from .discovery import ServiceLocation, fetch_pinned_ca
+from .identity import DeviceIdentity
+
+log = logging.getLogger(__name__)
+REQUEST_TIMEOUT_S = 15
+HEALTH_TIMEOUT_S = 60
+RETRY_MAX_S = 300
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    kind: str
+    data: dict = field(default_factory=dict)
+
+
+HealthCheck = Callable[[Settings], Awaitable[tuple[bool, str]]]
+
+
+class ProvisioningAgent:
+    """Owns one box's provisioning; ``run()`` is its long-lived task."""
+
+    def __init__(self, state_dir: Path, serial: str, events: asyncio.Queue,
+                 health_check: HealthCheck, is_in_call: Callable[[], bool],
+                 locate: Callable[[], ServiceLocation], hardware_profile: str = "",
+                 health_summary: Callable[[], dict] = dict, clock=time.time):
+        self.identity = DeviceIdentity(state_dir, serial)
+        self.events = events
+        self._health_check = health_check
+        self._is_in_call = is_in_call
+        self._locate = locate
+        self._profile = hardware_profile
+        self._health_summary = health_summary
+        self._clock = clock
+        self._url: str | None = None
+        self._results: list[dict] = []
+        self.store: ConfigStore | None = None
+        self.gate: CommandGate | None = None
+        self.state = "starting"
+        self.last_error = ""
+        self.last_checkin: float | None = None
+        self.user_code: str | None = None
+        if self.identity.is_enrolled:
+            self._open_stores()
+
+    # --- the long-lived task ---------------------------------------------------------------
+    async def run(self) -> None:
+        """Enrol if needed, then check in forever at the interval the service asks for."""
+        if not self.identity.is_enrolled:
+            await self.enrol()
+        delay = 0.0
+        failures = 0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                delay = await self.checkin()
+                failures = 0
+            except (httpx.HTTPError, ServiceError) as exc:
+                failures += 1
+                delay = min(RETRY_MAX_S, 5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                self.last_error = str(exc)
+                await self._post("service_unreachable", reason=str(exc))
+            # Jitter on our side too, so boxes powered on together drift apart.
+            delay *= random.uniform(1 - protocol.CHECKIN_JITTER, 1 + protocol.CHECKIN_JITTER)
+
+    def status(self) -> dict:
+        return {"state": self.state, "serial": self.identity.serial, "service": self._url,
+                "user_code": self.user_code, "last_checkin": self.last_checkin,
+                "config_version": self.store.version if self.store else 0,
+                "last_rollback": self.store.last_rollback if self.store else None,
+                "last_error": self.last_error}
+
+    # --- plumbing --------------------------------------------------------------------------
+    async def _post(self, kind: str, **data) -> None:
+        await self.events.put(AgentEvent(kind, data))
+
+    def _open_stores(self) -> None:
+        key = self.identity.config_key_pem
+        self.store = ConfigStore(self.identity.dir, self.identity.serial, key, self._clock)
+        self.gate = CommandGate(self.identity.dir, self.identity.serial, key, self._clock)
+        saved = self.identity.saved_service()
+        self._url = saved["url"] if saved else None
+        self.state = "provisioned"
+
+    def _client(self) -> httpx.AsyncClient:
+        # A fresh SSL context per client picks up the device certificate once we have it.
+        return httpx.AsyncClient(base_url=self._url, verify=self.identity.ssl_context(),
+                                 timeout=REQUEST_TIMEOUT_S)
+
+    async def _request(self, client: httpx.AsyncClient, method: str, path: str,
+                       body: dict | None = None) -> tuple[int, dict]:
+        resp = await client.request(method, path, json=body)
+        try:
+            data = resp.json()
+        except ValueError:
+            raise ServiceError(f"{method} {path}: HTTP {resp.status_code}, body not JSON: "
+                               f"{resp.text[:200]!r}") from None
+        return resp.status_code, data
+
+    # --- enrolment -------------------------------------------------------------------------
+    async def enrol(self) -> None:
+        """Pin the CA, then enrol by pre-registration, activation code or admin acceptance."""
+        self.state = "discovering"
+        location = self._locate()
+        ca_pem = await fetch_pinned_ca(location)
+        self.identity.save_ca(ca_pem)
+        self.identity.save_service(location.url, location.ca_sha256)
+        self._url = location.url
+        self.state = "enrolling"
+        csr = self.identity.csr()
+        async with self._client() as client:
+            while True:
+                status, body = await self._request(client, "POST", protocol.ENROL_PATH, {
+                    "serial": self.identity.serial, "csr": csr,
+                    "hardware_profile": self._profile})
+                if status == 200:
+                    return await self._enrolled(body)
+                if status != 202:
+                    return await self._refused(f"enrolment refused: HTTP {status} "
+                                               f"{body.get('error')}: {body.get('detail')}")
+                if await self._wait_for_approval(client, body):
+                    return
+
+    async def _wait_for_approval(self, client: httpx.AsyncClient, grant: dict) -> bool:
+        """Poll the token endpoint (RFC 8628); False when the code expired (ask for a new one)."""
+        self.state = "awaiting_approval"
+        self.user_code = grant["user_code"]
+        await self._post("activation_code", **{k: grant[k] for k in (
+            "user_code", "verification_uri", "verification_uri_complete", "expires_in")})
+        interval = float(grant["interval"])
+        while True:
+            await asyncio.sleep(interval)
+            status, body = await self._request(client, "POST", protocol.TOKEN_PATH,
+                                               {"device_code": grant["device_code"]})
+            error = body.get("error")
+            if status == 200:
+                await self._enrolled(body)
+                return True
+            if error == protocol.PENDING:
+                continue
+            if error == protocol.SLOW_DOWN:
+                interval = float(body.get("interval", interval + protocol.SLOW_DOWN_STEP_S))
+                continue
+            if error == protocol.EXPIRED:
+                return False
+            await self._refused(f"enrolment refused: {error}: {body.get('detail')}")
+
+    async def _enrolled(self, body: dict) -> None:
+        self.identity.save_enrolment(body)
+        self.user_code = None
+        self._open_stores()
+        log.info("provisioning: enrolled %s with %s", self.identity.serial, self._url)
+        await self._post("enrolled", serial=self.identity.serial, service_url=self._url)
+
+    async def _refused(self, reason: str):
+        self.state = "rejected"
+        self.last_error = reason
+        await self._post("enrolment_rejected", reason=reason)
+        raise EnrolmentError(reason)
+
+    # --- check-in --------------------------------------------------------------------------
+    async def checkin(self) -> float:
+        """One check-in: report health, take config and commands; returns seconds to the next."""
+        assert self.store is not None and self.gate is not None, "check-in before enrolment"
+        results, self._results = self._results, []
+        config_status = {"committed": self.store.version}
+        if self.store.last_rollback:
+            config_status["rolled_back"] = self.store.last_rollback
+        async with self._client() as client:
+            try:
+                status, body = await self._request(client, "POST", protocol.CHECKIN_PATH, {
+                    "health": self._health_summary(), "config_version": self.store.version,
+                    "config_status": config_status, "command_results": results})
+            except BaseException:
+                self._results = results + self._results   # report them next time
+                raise
+            if status != 200:
+                self._results = results + self._results
+                raise ServiceError(f"check-in: HTTP {status} {body.get('error')}: "
+                                   f"{body.get('detail')}")
+            self.last_checkin = self._clock()
+            desired = int(body.get("desired_config_version") or 0)
+            if desired > self.store.version and not self.store.has_failed(desired):
+                status, cfg = await self._request(client, "GET", protocol.CONFIG_PATH)
+                if status == 200:
+                    await self.apply_config(cfg["document"])
+        for token in body.get("commands", []):
+            await self.handle_command(token)
+        return float(body.get("next_checkin_s", protocol.CHECKIN_INTERVAL_S))
+
+    async def apply_config(self, token: str) -> bool:
+        """Verify, try, and commit or roll back a signed config; True when committed."""
+        try:
+            doc = self.store.begin_trial(token)
+        except ConfigRejected as exc:
+            await self._post("config_refused", reason=str(exc))
+            return False
+        await self._post("config_received", version=doc.version, settings=doc.settings)
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                ok, reason = await self._health_check(doc.settings)
+        except TimeoutError:
+            ok, reason = False, f"health check gave no answer within {HEALTH_TIMEOUT_S} s"
+        if ok:
+            self.store.commit()
+            await self._post("config_committed", version=doc.version, settings=doc.settings)
+            return True
+        rollback = self.store.rollback(reason or "health check failed")
+        await self._post("config_rolled_back", version=doc.version, reason=rollback["reason"],
+                         settings=self.store.running)
+        return False
+
+    async def handle_command(self, token: str) -> None:
+        """Verify a command and pass it to the terminal once, unless it must wait for the call."""
+        try:
+            cmd = self.gate.verify(token)
+        except CommandRejected as exc:
+            await self._post("command_refused", reason=str(exc))
+            return
+        if cmd.is_disruptive and self._is_in_call():
+            # Not acknowledged, so the service sends it again at the next check-in.
+            log.info("provisioning: %s %s deferred until the call ends", cmd.kind, cmd.id)
+            return
+        self.gate.mark_run(cmd)
+        self._results.append({"id": cmd.id, "status": "done", "detail": "delivered"})
+        await self._post("command_received", id=cmd.id, kind=cmd.kind, args=cmd.args)

@@ -1,0 +1,1 @@
+"""The reference provisioning service: CA, enrolment, signed config, commands, admin API."""
