@@ -56,12 +56,19 @@ def _convert(hint: Any, value: Any, key: str, error: type[Exception]) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        problems = []
+        problems = {}
         for option in args:
             try:
                 return _convert(option, value, key, error)
             except error as exc:
-                problems.append(str(exc))
+                problems[option] = exc
+        # A table meant for one of several table types: that type's own complaint (a
+        # missing or unknown key) says more than "must be a table".
+        tables = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and tables:
+            def overlap(option):
+                return len(set(value) & {f.name for f in dataclasses.fields(option)})
+            raise problems[max(tables, key=overlap)]
         names = " or ".join(_type_name(a) for a in args)
         raise error(f"{key} must be {names}, got {_show(value)}")
     if hint is type(None):
