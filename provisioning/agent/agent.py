@@ -112,8 +112,8 @@ class ProvisioningAgent:
                 "last_error": self.last_error}
 
     # --- plumbing --------------------------------------------------------------------------
-    async def _post(self, kind: str, **data) -> None:
-        await self.events.put(AgentEvent(kind, data))
+    async def _post(self, event_kind: str, **data) -> None:
+        await self.events.put(AgentEvent(event_kind, data))
 
     def _open_stores(self) -> None:
         key = self.identity.config_key_pem

@@ -1,0 +1,93 @@
+"""Signed commands: run once by id, refused when replayed, expired or for another box."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+@pytest.fixture
+async def enrolled(service, make_box):
+    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{"serial": "RB-K1"}]})
+    box = make_box("RB-K1", clock=service.clock)
+    await box.agent.enrol()
+    await box.agent.checkin()
+    box.drain()
+    return box
+
+
+async def _issue(service, kind: str, ttl_s: int = 900) -> str:
+    resp = await service.admin("POST", "/v1/admin/devices/RB-K1/commands",
+                               {"kind": kind, "ttl_s": ttl_s})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["id"]
+
+
+async def _pending_tokens(service, box) -> list[str]:
+    ident = box.agent.identity
+    resp = await service.device("POST", "/v1/device/checkin", {"health": {}},
+                                cert=(ident.cert_path, ident.key_path))
+    return resp.json()["commands"]
+
+
+async def test_command_runs_once_and_its_result_reaches_the_service(service, enrolled):
+    command_id = await _issue(service, "identify")
+    await enrolled.agent.checkin()
+    event = await enrolled.next_event("command_received")
+    assert event.data == {"id": command_id, "kind": "identify", "args": {}}
+    await enrolled.agent.checkin()      # reports the result
+    listed = (await service.admin("GET", "/v1/admin/devices/RB-K1/commands")).json()
+    assert listed["commands"][0]["status"] == "done"
+    assert "command_received" not in enrolled.drain()
+
+
+async def test_replayed_command_is_refused(service, enrolled):
+    await _issue(service, "identify")
+    token = (await _pending_tokens(service, enrolled))[0]
+    await enrolled.agent.handle_command(token)
+    assert (await enrolled.next_event()).kind == "command_received"
+    await enrolled.agent.handle_command(token)
+    refused = await enrolled.next_event()
+    assert refused.kind == "command_refused" and "replay" in refused.data["reason"]
+
+
+async def test_expired_command_is_refused(service, enrolled):
+    await _issue(service, "collect_diagnostics", ttl_s=10)
+    token = (await _pending_tokens(service, enrolled))[0]
+    service.clock.offset = 60     # the box's clock is the same test clock
+    await enrolled.agent.handle_command(token)
+    refused = await enrolled.next_event()
+    assert refused.kind == "command_refused" and "expired" in refused.data["reason"]
+    # The service stops offering it too.
+    assert await _pending_tokens(service, enrolled) == []
+
+
+async def test_disruptive_command_waits_until_the_call_ends(service, enrolled):
+    command_id = await _issue(service, "reboot")
+    enrolled.in_call = True
+    await enrolled.agent.checkin()
+    await enrolled.agent.checkin()
+    assert "command_received" not in enrolled.drain()
+    enrolled.in_call = False
+    await enrolled.agent.checkin()
+    event = await enrolled.next_event("command_received")
+    assert event.data["id"] == command_id and event.data["kind"] == "reboot"
+
+
+async def test_command_signed_for_another_box_is_refused(service, enrolled, make_box):
+    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{"serial": "RB-K2"}]})
+    other = make_box("RB-K2")
+    await other.agent.enrol()
+    resp = await service.admin("POST", "/v1/admin/devices/RB-K2/commands", {"kind": "identify"})
+    assert resp.status_code == 200
+    ident = other.agent.identity
+    token = (await service.device("POST", "/v1/device/checkin", {"health": {}},
+                                  cert=(ident.cert_path, ident.key_path))).json()["commands"][0]
+    await enrolled.agent.handle_command(token)
+    refused = await enrolled.next_event()
+    assert refused.kind == "command_refused" and "is for 'RB-K2'" in refused.data["reason"]
+
+
+async def test_unknown_command_kind_is_refused_by_the_service(service, enrolled):
+    resp = await service.admin("POST", "/v1/admin/devices/RB-K1/commands", {"kind": "format_disk"})
+    assert resp.status_code == 422 and "format_disk" in resp.json()["detail"]
