@@ -66,6 +66,9 @@ class VideoEncoder:
         self.encode_cpu_s = 0.0
         self.load = 0.0          # encode wall time / frame interval, smoothed
         self.last_keyframe_reason = ""
+        self._requested_at: float | None = None
+        self._forced_pending_since: float | None = None
+        self.last_keyframe_delay_s: float | None = None  # request → IDR handed to outputs
 
     @property
     def rung(self) -> Rung:
@@ -87,6 +90,7 @@ class VideoEncoder:
         """Make an upcoming frame an IDR (the next one unless one was just forced)."""
         if self._keyframe_reason is None:
             self._keyframe_reason = reason
+            self._requested_at = time.monotonic()
 
     def set_target_bitrate(self, bitrate_bps: int) -> int:
         """Steer the encoder's rate (e.g. from REMB), clamped to the configured caps."""
@@ -153,6 +157,7 @@ class VideoEncoder:
             return False
         self._last_forced_keyframe = now
         self.last_keyframe_reason = self._keyframe_reason
+        self._forced_pending_since = self._requested_at
         self._keyframe_reason = None
         self.forced_keyframes += 1
         return True
@@ -189,6 +194,9 @@ class VideoEncoder:
         for packet in packets:
             keyframe = bool(packet.is_keyframe)
             self.keyframes += keyframe
+            if keyframe and self._forced_pending_since is not None:
+                self.last_keyframe_delay_s = time.monotonic() - self._forced_pending_since
+                self._forced_pending_since = None
             self.bytes_out += packet.size
             for output in list(self.outputs):
                 output.write(packet, keyframe)

@@ -32,6 +32,7 @@ log = logging.getLogger("roombox.media.video")
 GAP_PATIENCE_FRAMES = 3      # ~100 ms at 30 fps: time for a NACK round trip on a LAN
 PLI_MIN_GAP_S = 0.3
 MAX_BUFFERED_PACKETS = 1024
+STARTUP_REORDER_PACKETS = 64
 DECODE_QUEUE_FRAMES = 4
 OUTPUT_QUEUE_FRAMES = 2
 THREAD_JOIN_TIMEOUT_S = 2.0
@@ -66,8 +67,11 @@ class MarkerJitterBuffer(JitterBuffer):
         self._complete_after_gap = 0
         self.needs_keyframe = True
         self._last_pli = float("-inf")
-        self._pli_wanted = True
+        # No PLI up front: a sender starts with a keyframe anyway; joining mid-stream, the
+        # first dropped non-keyframe asks for one.
+        self._pli_wanted = False
         self.frames_released = 0
+        self.keyframes_released = 0
         self.frames_dropped = 0
         self.gaps_given_up = 0
         self.late_packets = 0
@@ -80,7 +84,11 @@ class MarkerJitterBuffer(JitterBuffer):
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         if self._next_seq is None:
             self._next_seq = packet.sequence_number
-        if _seq_delta(packet.sequence_number, self._next_seq) < 0:
+        delta = _seq_delta(packet.sequence_number, self._next_seq)
+        if delta < 0 and self._nothing_released() and delta > -STARTUP_REORDER_PACKETS:
+            # Before the first frame, the first packet seen need not be the earliest one.
+            self._next_seq, delta = packet.sequence_number, 0
+        if delta < 0:
             self.late_packets += 1       # already released or given up
         else:
             self._packets[packet.sequence_number] = packet
@@ -89,11 +97,14 @@ class MarkerJitterBuffer(JitterBuffer):
                 self._skip_gap()
         return self._take_pli(), None
 
+    def _nothing_released(self) -> bool:
+        return self.frames_released == 0 and self.frames_dropped == 0 and self.gaps_given_up == 0
+
     def _release(self) -> None:
         while True:
             frame = self._complete_frame_at(self._next_seq)
             if frame is None:
-                if self._next_seq not in self._packets and self._later_frames_complete() >= GAP_PATIENCE_FRAMES:
+                if self._later_frames_complete() >= GAP_PATIENCE_FRAMES:
                     self._skip_gap()
                     continue
                 return
@@ -118,7 +129,7 @@ class MarkerJitterBuffer(JitterBuffer):
             seq = (seq + 1) & 0xFFFF
 
     def _later_frames_complete(self) -> int:
-        # Every held packet lies after the gap, so each marker ends a frame that waits on it.
+        # The frame at _next_seq is incomplete, so every marker held ends a later frame.
         return sum(1 for p in self._packets.values() if p.marker)
 
     def _skip_gap(self) -> None:
@@ -147,6 +158,7 @@ class MarkerJitterBuffer(JitterBuffer):
             return
         self.needs_keyframe = False
         self.frames_released += 1
+        self.keyframes_released += keyframe
         self._on_frame(data, packets[0].timestamp, keyframe)
 
     def _take_pli(self) -> bool:
@@ -160,7 +172,8 @@ class MarkerJitterBuffer(JitterBuffer):
         return True
 
     def status(self) -> dict[str, Any]:
-        return {"released": self.frames_released, "dropped": self.frames_dropped,
+        return {"released": self.frames_released, "keyframes": self.keyframes_released,
+                "dropped": self.frames_dropped,
                 "gaps_given_up": self.gaps_given_up, "late_packets": self.late_packets}
 
 

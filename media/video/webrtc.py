@@ -124,7 +124,11 @@ class VideoSender:
     def check_negotiated(self, pc: RTCPeerConnection) -> str:
         """Raise CodecNotNegotiated unless the answer carries H.264 only for our video."""
         answer = pc.remoteDescription if pc.remoteDescription.type == "answer" else pc.localDescription
-        codecs = negotiated_video_codecs(answer.sdp, self.transceiver.mid)
+        return self.check_answer(answer.sdp)
+
+    def check_answer(self, answer_sdp: str) -> str:
+        """The check itself, on an answer's SDP text."""
+        codecs = negotiated_video_codecs(answer_sdp, self.transceiver.mid)
         if not codecs or any(name.lower() != "h264" for name in codecs):
             raise CodecNotNegotiated(
                 f"video: peer answered codecs {codecs or 'none'} for mid {self.transceiver.mid}; "
