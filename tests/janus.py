@@ -207,7 +207,8 @@ class JanusClient:
             reader, writer = await asyncio.open_connection(self.host, self.port)
             try:
                 data = json.dumps(body).encode() if body is not None else b""
-                writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                # HTTP/1.0: the reply comes unchunked and ends when Janus closes the connection.
+                writer.write(f"{method} {path} HTTP/1.0\r\nHost: {self.host}\r\n"
                              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
                              f"Connection: close\r\n\r\n".encode() + data)
                 await writer.drain()
@@ -215,7 +216,7 @@ class JanusClient:
             finally:
                 writer.close()
         head, _, payload = response.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
+        if head.split(b" ", 2)[1:2] != [b"200"]:
             raise RuntimeError(f"janus: {method} {path} answered {head[:60]!r}")
         return json.loads(payload)
 
@@ -283,6 +284,46 @@ class JanusClient:
     async def trickle_done(self, handle: int) -> None:
         await self._request(f"{self.base_path}/{self.session_id}/{handle}",
                             {"janus": "trickle", "candidate": {"completed": True}})
+
+
+# ---- VideoRoom flows (aiortc peers) -----------------------------------------------------
+
+async def create_room(client: JanusClient, room: int, videocodec: str = "h264") -> None:
+    """A VideoRoom that takes only ``videocodec`` video (Janus's default is VP8)."""
+    handle = await client.attach()
+    await client.message(handle, {"request": "create", "room": room, "publishers": 6,
+                                  "videocodec": videocodec, "bitrate": 0, "fir_freq": 0})
+
+
+async def publish(client: JanusClient, room: int, pc, display: str = "box") -> int:
+    """Join ``room`` as a publisher with ``pc``'s tracks; returns the publisher (feed) id."""
+    handle = await client.attach()
+    joined = await client.message(handle, {"request": "join", "ptype": "publisher",
+                                           "room": room, "display": display})
+    feed = joined["data"]["id"]
+    await pc.setLocalDescription(await pc.createOffer())
+    reply = await client.message(handle, {"request": "publish", "audio": False, "video": True},
+                                 jsep={"type": "offer", "sdp": pc.localDescription.sdp, "trickle": False})
+    from aiortc import RTCSessionDescription
+    await pc.setRemoteDescription(RTCSessionDescription(**{k: reply["jsep"][k] for k in ("sdp", "type")}))
+    return feed
+
+
+async def subscribe(client: JanusClient, room: int, feed: int, pc, attach_receiver) -> int:
+    """Subscribe ``pc`` to ``feed``; ``attach_receiver(rtc_rtp_receiver)`` is called once
+    the video transceiver exists and before media can flow. Returns the handle."""
+    from aiortc import RTCSessionDescription
+    handle = await client.attach()
+    reply = await client.message(handle, {"request": "join", "ptype": "subscriber", "room": room,
+                                          "streams": [{"feed": feed}]})
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["jsep"]["sdp"], type="offer"))
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "video":
+            attach_receiver(transceiver.receiver)
+    await pc.setLocalDescription(await pc.createAnswer())
+    await client.message(handle, {"request": "start", "room": room},
+                         jsep={"type": "answer", "sdp": pc.localDescription.sdp, "trickle": False})
+    return handle
 
 
 # ---- pytest fixtures -------------------------------------------------------------------
