@@ -1,0 +1,117 @@
+"""Acoustic echo canceller: drift-compensated Kalman adaptive filter + residual echo suppressor.
+
+Signal flow per 10 ms frame::
+
+    ref ──▶ DriftCompensator ──▶ KalmanEchoFilter ◀── mic
+                  ▲                   │ error, echo estimate
+                  └── measure_shift ◀─┤
+                                      ▼
+                              ResidualEchoSuppressor ──▶ out
+
+The linear filter removes what a linear echo path explains; the suppressor removes what is
+left (reverberant tail beyond the filter, loudspeaker distortion) only in the time-frequency
+cells where echo dominates, so a local talker in double talk passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from media.audio.drift import DriftCompensator, measure_shift
+from media.audio.errors import AudioConfigError
+from media.audio.kalman_filter import KalmanEchoFilter
+from media.audio.suppressor import ResidualEchoSuppressor
+
+SUPPORTED = {16000: 160, 48000: 480}
+TAIL_S = 0.3                 # echo path length the filter models (bulk delay + reverb)
+DRIFT_INTERVAL_FRAMES = 50   # 0.5 s between echo-path snapshots for drift measurement
+DRIFT_LOOP_GAIN = 0.5        # fraction of the measured motion corrected per measurement
+DRIFT_MIN_CONFIDENCE = 0.8   # snapshots less coherent than this (path change, DT) are ignored
+FULL_SCALE = 32768.0
+# The mic is delayed by this much so the reference delay can also shrink (drift one way)
+# without re-centring: 2 ms lasts 20 s at 100 ppm before a block re-centring.
+MIC_DELAY_S = 0.002
+
+
+class EchoCanceller:
+    """Removes the loudspeaker's echo from the microphone signal, keeping the local talker.
+
+    ``process(mic, ref)`` takes one frame (``frame_size`` int16 samples each) of microphone
+    and of the reference (what the loudspeaker played in the same frame) and returns the
+    echo-free int16 frame, delayed by one frame (the suppressor's overlap-add) + 2 ms. Call it
+    from one thread; an instance holds the state of one stream. ``suppress=False`` leaves
+    only the linear canceller (for measurements).
+
+    Raises AudioConfigError for an unsupported rate/frame pair, ValueError for frames of
+    the wrong length.
+    """
+
+    def __init__(self, sample_rate: int = 16000, frame_size: int = 160, *,
+                 suppress: bool = True, tail_s: float = TAIL_S):
+        if SUPPORTED.get(sample_rate) != frame_size:
+            raise AudioConfigError(
+                f"aec: sample_rate/frame_size must be one of "
+                f"{', '.join(f'{r}/{f}' for r, f in SUPPORTED.items())} (10 ms), "
+                f"got {sample_rate}/{frame_size}")
+        self.sample_rate = sample_rate
+        self.frame_size = frame_size
+        partitions = int(round(tail_s * sample_rate / frame_size))
+        self._filter = KalmanEchoFilter(frame_size, partitions)
+        headroom = int(MIC_DELAY_S * sample_rate)
+        self._drift = DriftCompensator(frame_size, (partitions + 2) * frame_size, headroom)
+        self._mic_line = np.zeros(frame_size + headroom)
+        self.latency_samples = frame_size + headroom   # output lags the input by this much
+        self._suppressor = ResidualEchoSuppressor(frame_size) if suppress else None
+        self._snapshot: np.ndarray | None = None
+        self._frames = 0
+        self._far_frames = 0
+        self._since_far = 1 << 30
+        self._mic_energy = 0.0
+        self._out_energy = 0.0
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Cancel echo in one frame; see the class docstring."""
+        n = self.frame_size
+        if len(mic) != n or len(ref) != n:
+            raise ValueError(f"aec: frames must be {n} samples, got mic {len(mic)}, ref {len(ref)}")
+        line = self._mic_line
+        line[:-n] = line[n:]
+        line[-n:] = np.asarray(mic, dtype=np.float64) / FULL_SCALE
+        m = line[:n].copy()
+        r = self._drift.push(np.asarray(ref, dtype=np.float64) / FULL_SCALE)
+        direction = self._drift.recentre_needed()
+        if direction:
+            blocks = self._drift.recentre(direction, self._filter.partitions + 1)
+            self._filter.shift_partitions(direction)
+            self._filter.load_history(blocks[:-1])
+            r = blocks[-1]
+        error, echo = self._filter.process(m, r)
+        far_active = float(np.dot(r, r)) > n * 1e-8
+        self._far_frames = self._far_frames + 1 if far_active else 0
+        self._track_drift()
+        self._since_far = 0 if far_active else self._since_far + 1
+        out = error if self._suppressor is None else self._suppressor.process(
+            error, echo, self._since_far <= self._filter.partitions)
+        self._frames += 1
+        if far_active:
+            self._mic_energy = 0.99 * self._mic_energy + float(np.dot(m, m))
+            self._out_energy = 0.99 * self._out_energy + float(np.dot(out, out))
+        return np.clip(np.rint(out * FULL_SCALE), -32768, 32767).astype(np.int16)
+
+    def _track_drift(self) -> None:
+        if self._frames % DRIFT_INTERVAL_FRAMES:
+            return
+        current = self._filter.weights.copy()
+        before, self._snapshot = self._snapshot, current
+        if before is None or self._far_frames < DRIFT_INTERVAL_FRAMES:
+            return
+        shift, confidence = measure_shift(before, current, self.frame_size)
+        if confidence >= DRIFT_MIN_CONFIDENCE:
+            interval = DRIFT_INTERVAL_FRAMES * self.frame_size
+            self._drift.adjust_rate(DRIFT_LOOP_GAIN * shift / interval)
+
+    def status(self) -> dict:
+        """Drift (ppm), reference delay (ms) and a running ERLE estimate (dB)."""
+        erle = 10 * np.log10((self._mic_energy + 1e-12) / (self._out_energy + 1e-12))
+        return {"erle_db": round(float(erle), 1),
+                "drift_ppm": round(self._drift.rate * 1e6, 1),
+                "reference_delay_ms": round(self._drift.delay * 1000 / self.sample_rate, 2)}

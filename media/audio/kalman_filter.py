@@ -1,0 +1,118 @@
+"""Partitioned-block frequency-domain adaptive filter with Kalman step control.
+
+The linear half of the echo canceller: it learns the loudspeaker-to-microphone echo path
+as ``partitions`` blocks of ``block`` taps each and subtracts its echo estimate from the
+microphone. The step size comes from a diagonal frequency-domain Kalman filter (after
+Kuech, Mabande and Enzner, "State-space architecture of the partitioned-block-based
+acoustic echo controller", ICASSP 2014): per partition and frequency bin it tracks the
+uncertainty ``P`` of the filter coefficient and weighs it against the observed
+measurement noise (near-end speech plus room noise). When the near-end talks the error
+grows, the measurement noise estimate grows with it and the step shrinks, so the filter
+does not diverge in double talk and needs no separate detector. An uncertain filter
+(at start, after an echo-path change) takes large steps.
+
+Units: float samples in full scale (int16 / 32768). Not thread-safe; one instance per
+stream, called from one worker thread.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class KalmanEchoFilter:
+    """Learns the echo path and returns the echo-free error, one block at a time.
+
+    ``block``: samples per call (the FFT is twice that). ``partitions``: filter length in
+    blocks. ``transition`` (A in the state-space model, per block) sets how fast the echo
+    path is assumed to wander: closer to 1 gives less misadjustment, lower tracks faster
+    (clock drift, people moving). ``noise_smoothing`` is the forgetting factor of the
+    measurement-noise estimate.
+    """
+
+    def __init__(self, block: int, partitions: int, *, transition: float = 0.9998,
+                 noise_smoothing: float = 0.5, initial_uncertainty: float = 30.0,
+                 posterior: bool = True):
+        self.posterior = posterior
+        self.block = block
+        self.partitions = partitions
+        self.transition = transition
+        self.noise_smoothing = noise_smoothing
+        bins = block + 1
+        self._x_buffer = np.zeros(2 * block)
+        self._spectra = np.zeros((partitions, bins), dtype=complex)   # newest first
+        self._powers = np.zeros((partitions, bins))
+        self.weights = np.zeros((partitions, bins), dtype=complex)
+        self.uncertainty = np.full((partitions, bins), initial_uncertainty / partitions)
+        self._noise_psd = np.zeros(bins)
+        self._process_scale = 1.0 - transition ** 2
+        self.echo_spectrum = np.zeros(bins, dtype=complex)
+        self.error_spectrum = np.zeros(bins, dtype=complex)
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adapt on one block; returns (error, echo estimate), each ``block`` samples."""
+        n = self.block
+        self._x_buffer[:n] = self._x_buffer[n:]
+        self._x_buffer[n:] = ref
+        x_spec = np.fft.rfft(self._x_buffer)
+        self._spectra[1:] = self._spectra[:-1]
+        self._spectra[0] = x_spec
+        self._powers[1:] = self._powers[:-1]
+        self._powers[0] = x_spec.real ** 2 + x_spec.imag ** 2
+
+        echo_spec = np.einsum("pk,pk->k", self.weights, self._spectra)
+        echo = np.fft.irfft(echo_spec)[n:]
+        error = mic - echo
+        padded = np.zeros(2 * n)
+        padded[n:] = error
+        e_spec = np.fft.rfft(padded)
+        self.echo_spectrum = echo_spec
+        self.error_spectrum = e_spec
+        self._adapt(e_spec)
+        return error, echo
+
+    def _adapt(self, e_spec: np.ndarray) -> None:
+        n = self.block
+        s = self.noise_smoothing
+        e_pow = e_spec.real ** 2 + e_spec.imag ** 2
+        p_x = self.uncertainty * self._powers
+        echo_var = p_x.sum(axis=0)
+        # The factor 2 maps the zero-padded error's PSD onto the 2N-point transform of X.
+        denom = echo_var + 2.0 * self._noise_psd + 1e-12
+        mu = self.uncertainty / denom
+        # Measurement noise from the a-posteriori error: what the updated filter could not
+        # explain. Using the prior error instead would count unlearnt echo as noise and
+        # stall convergence after a path change.
+        post = 1.0 - 0.5 * (mu * self._powers).sum(axis=0) if self.posterior else 1.0
+        self._noise_psd = s * self._noise_psd + (1.0 - s) * e_pow * post * post
+        gain = mu * np.conj(self._spectra)
+        update = np.fft.irfft(gain * e_spec, axis=1)
+        update[:, n:] = 0.0                     # gradient constraint: keep filters causal, N taps
+        a = self.transition
+        self.weights = a * (self.weights + np.fft.rfft(update, axis=1))
+        w_pow = self.weights.real ** 2 + self.weights.imag ** 2
+        self.uncertainty = (a * a) * (1.0 - 0.5 * mu * self._powers) * self.uncertainty \
+            + self._process_scale * w_pow
+
+    def shift_partitions(self, direction: int) -> None:
+        """Move the learned response one block later (+1) or earlier (-1) in time."""
+        for a in (self.weights, self.uncertainty):
+            if direction > 0:
+                a[1:] = a[:-1].copy()
+                a[0] = a[1] if a is self.uncertainty else 0.0
+            else:
+                a[:-1] = a[1:].copy()
+                a[-1] = a[-2] if a is self.uncertainty else 0.0
+
+    def load_history(self, blocks: np.ndarray) -> None:
+        """Replace the reference history by ``partitions + 1`` blocks, oldest first."""
+        n = self.block
+        pairs = np.concatenate([blocks[:-1], blocks[1:]], axis=1)[::-1]   # newest first
+        spectra = np.fft.rfft(pairs, axis=1)
+        self._spectra[:] = spectra[: self.partitions]
+        self._powers[:] = spectra.real[: self.partitions] ** 2 + spectra.imag[: self.partitions] ** 2
+        self._x_buffer[:n] = blocks[-2]
+        self._x_buffer[n:] = blocks[-1]
+
+    def reset_uncertainty(self, value: float) -> None:
+        """Mark the filter as unsure (after a detected echo-path change): fast re-learning."""
+        np.maximum(self.uncertainty, value / self.partitions, out=self.uncertainty)
