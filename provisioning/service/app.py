@@ -21,7 +21,7 @@ from .. import protocol
 from ..crypto import cert_common_name
 from ..errors import ConfigRejected
 from . import enrolment, fleet
-from .db import audit
+from .db import audit, transaction
 from .enrolment import Refused, Tunables
 from .keys import ServiceKeys
 
@@ -77,7 +77,7 @@ def create_app(keys: ServiceKeys, engine: Engine, tun: Tunables | None = None,
 
     def run(work: Callable, *, status: int = 200):
         refused = None
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             try:
                 result = work(conn)
             except Refused as exc:

@@ -6,8 +6,10 @@ appends to ``MIGRATIONS``; it never edits an applied step.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import (BigInteger, Column, Connection, Engine, Index, Integer, MetaData, String,
                         Table, Text, UniqueConstraint, create_engine, event, select, text)
@@ -112,7 +114,26 @@ def open_database(url: str) -> Engine:
     return engine
 
 
+_write_locks: dict[int, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; on SQLite, one at a time per process.
+
+    SQLite has a single writer anyway, and its busy handler waits by sleeping in growing
+    steps (up to 100 ms), so threads queueing on a lock here get far lower latency than
+    threads colliding inside SQLite. PostgreSQL needs no such help.
+    """
+    lock = _write_locks.get(id(engine)) if engine.dialect.name == "sqlite" else None
+    with lock or contextlib.nullcontext():
+        with engine.begin() as conn:
+            yield conn
+
+
 def _sqlite_tuning(engine: Engine) -> None:
+    _write_locks[id(engine)] = threading.Lock()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
