@@ -142,7 +142,8 @@ class ProvisioningAgent:
     async def enrol(self) -> None:
         """Pin the CA, then enrol by pre-registration, activation code or admin acceptance."""
         self.state = "discovering"
-        location = self._locate()
+        # Discovery may query DNS or read removable media: off the event loop.
+        location = await asyncio.to_thread(self._locate)
         ca_pem = await fetch_pinned_ca(location)
         self.identity.save_ca(ca_pem)
         self.identity.save_service(location.url, location.ca_sha256)

@@ -1,5 +1,9 @@
 """Where the provisioning service is: seed file, then DNS-SD, then a URL an admin typed.
 
+DNS-SD is unicast (RFC 6763 over the site's DNS, in the resolver's search domain): IT
+publishes ``PTR _roombox-prov._tcp.<domain>`` naming an instance with an SRV record
+(host, port) and a TXT record ``ca_sha256=<pin>``.
+
 A seed (``provisioning.toml`` on the boot partition or a USB stick) looks like::
 
     [service]
@@ -19,6 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import dns.exception
+import dns.name
+import dns.rdatatype
+import dns.resolver
 import httpx
 
 from .. import crypto, protocol
@@ -28,6 +36,8 @@ log = logging.getLogger(__name__)
 SEED_NAME = "provisioning.toml"
 DEFAULT_SEED_DIRS = (Path("/boot/firmware"), Path("/boot"), Path("/media/usb"))
 CA_FETCH_TIMEOUT_S = 10
+DNS_SD_TIMEOUT_S = 5
+SERVICE_TYPE = "_roombox-prov._tcp"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,38 @@ def discover(seed_dirs: Iterable[Path] = DEFAULT_SEED_DIRS,
         return typed
     raise DiscoveryError("no provisioning service: no provisioning.toml seed, nothing on "
                          "DNS-SD, and no URL typed by an admin")
+
+
+def browse_dns_sd(resolver: dns.resolver.Resolver | None = None,
+                  domain: str | None = None) -> ServiceLocation | None:
+    """Look up ``_roombox-prov._tcp`` in ``domain`` (default: the resolver's search domains).
+
+    Blocking (DNS queries): call it from a thread. Returns None when nothing is published;
+    a published record without a valid pin raises ``DiscoveryError``.
+    """
+    resolver = resolver or dns.resolver.Resolver()
+    resolver.lifetime = DNS_SD_TIMEOUT_S
+    domains = [dns.name.from_text(domain)] if domain else list(resolver.search) or (
+        [resolver.domain] if resolver.domain != dns.name.root else [])
+    for zone in domains:
+        browse = dns.name.from_text(SERVICE_TYPE, origin=zone)
+        try:
+            instances = sorted(r.target for r in resolver.resolve(browse, "PTR", search=False))
+            if not instances:
+                continue
+            srv = min(resolver.resolve(instances[0], "SRV", search=False),
+                      key=lambda r: (r.priority, -r.weight))
+            txt = resolver.resolve(instances[0], "TXT", search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+            continue
+        except dns.exception.Timeout:
+            log.warning("discovery: DNS-SD lookup of %s timed out", browse)
+            continue
+        fields = dict(part.decode().partition("=")[::2] for r in txt for part in r.strings)
+        host = srv.target.to_text(omit_final_dot=True)
+        return _location(f"https://{host}:{srv.port}", fields.get("ca_sha256"),
+                         f"DNS-SD {instances[0].to_text()}")
+    return None
 
 
 async def fetch_pinned_ca(location: ServiceLocation) -> bytes:

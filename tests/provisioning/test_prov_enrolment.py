@@ -203,3 +203,18 @@ async def test_box_refuses_service_whose_ca_does_not_match_pin(service, make_box
     with pytest.raises(DiscoveryError, match="pinned 0000"):
         await box.agent.enrol()
     assert not box.agent.identity.is_enrolled
+
+
+async def test_agent_task_enrols_checks_in_and_applies_config_on_its_own(service, make_box):
+    await service.admin("POST", "/v1/admin/devices/import",
+                        {"rows": [{"serial": "RB-RUN", **ROOM}]})
+    box = make_box("RB-RUN")
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(box.agent.run())
+        assert (await box.next_event("enrolled")).data["serial"] == "RB-RUN"
+        committed = await box.next_event("config_committed")
+        assert committed.data["settings"].meeting_url == ROOM["meeting_url"]
+        assert box.agent.status()["state"] == "provisioned"
+        assert box.agent.status()["config_version"] == 1
+        task.cancel()
+    assert task.cancelled()
