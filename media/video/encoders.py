@@ -83,6 +83,12 @@ class PyAvEncoder(EncoderBackend):
         self._ctx = ctx
 
     def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
+        if frame.format.name != "yuv420p":
+            # A UVC camera's YUYV or MJPEG (4:2:2) frames: convert here rather than let PyAV do
+            # it inside encode(), whose converted frame would lose the picture type set below.
+            converted = frame.reformat(format="yuv420p")
+            converted.pts, converted.time_base = frame.pts, frame.time_base
+            frame = converted
         # FFmpeg encoders (libx264 with forced-idr, v4l2m2m via FORCE_KEY_FRAME) turn an
         # I picture type on the input frame into an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
