@@ -199,6 +199,7 @@ class JanusClient:
         self.base_path = "/" + url.split("//", 1)[1].split("/", 1)[1]
         self.session_id: int | None = None
         self._events: dict[int, asyncio.Queue] = {}
+        self._webrtc_up: dict[int, asyncio.Event] = {}
         self._ids = itertools.count(1)
 
     async def _http(self, method: str, path: str, body: dict | None = None,
@@ -246,7 +247,9 @@ class JanusClient:
                                       timeout_s=40)
             for event in events if isinstance(events, list) else [events]:
                 handle = event.get("sender")
-                if handle in self._events:
+                if event.get("janus") == "webrtcup" and handle in self._webrtc_up:
+                    self._webrtc_up[handle].set()
+                elif handle in self._events:
                     self._events[handle].put_nowait(event)
 
     async def attach(self) -> int:
@@ -254,7 +257,14 @@ class JanusClient:
                                     {"janus": "attach", "plugin": "janus.plugin.videoroom"})
         handle = reply["data"]["id"]
         self._events[handle] = asyncio.Queue()
+        self._webrtc_up[handle] = asyncio.Event()
         return handle
+
+    async def webrtc_up(self, handle: int, timeout_s: float = EVENT_TIMEOUT_S) -> None:
+        """Wait for Janus's ``webrtcup`` on ``handle`` (ICE and DTLS done: a publisher's feed
+        can be subscribed to from then on)."""
+        async with asyncio.timeout(timeout_s):
+            await self._webrtc_up[handle].wait()
 
     async def message(self, handle: int, body: dict, jsep: dict | None = None) -> dict:
         """A plugin request. Synchronous requests answer at once; asynchronous ones
@@ -296,7 +306,8 @@ async def create_room(client: JanusClient, room: int, videocodec: str = "h264") 
 
 
 async def publish(client: JanusClient, room: int, pc, display: str = "box") -> int:
-    """Join ``room`` as a publisher with ``pc``'s tracks; returns the publisher (feed) id."""
+    """Join ``room`` as a publisher with ``pc``'s tracks; returns the publisher (feed) id once
+    Janus reports the PeerConnection up (subscribing earlier answers "No such feed")."""
     handle = await client.attach()
     joined = await client.message(handle, {"request": "join", "ptype": "publisher",
                                            "room": room, "display": display})
@@ -306,6 +317,7 @@ async def publish(client: JanusClient, room: int, pc, display: str = "box") -> i
                                  jsep={"type": "offer", "sdp": pc.localDescription.sdp, "trickle": False})
     from aiortc import RTCSessionDescription
     await pc.setRemoteDescription(RTCSessionDescription(**{k: reply["jsep"][k] for k in ("sdp", "type")}))
+    await client.webrtc_up(handle)
     return feed
 
 
