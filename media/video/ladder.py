@@ -31,8 +31,11 @@ class QualityLadder:
     """Pure decision logic: feed ``update()`` with a time and the two signals, get the rung
     index to use (0 = best). Holds no I/O; the sender applies the result to the encoder."""
 
-    def __init__(self, rungs: list[Rung]) -> None:
+    def __init__(self, rungs: list[Rung], down_hold_s: float = DOWN_HOLD_S,
+                 up_hold_s: float = UP_HOLD_S) -> None:
         self.rungs = rungs
+        self.down_hold_s = down_hold_s
+        self.up_hold_s = up_hold_s
         self.index = 0
         self._trouble_since: float | None = None
         self._headroom_since: float | None = None
@@ -46,7 +49,7 @@ class QualityLadder:
         if (starved or overloaded) and self.index < len(self.rungs) - 1:
             self._headroom_since = None
             self._trouble_since = self._trouble_since if self._trouble_since is not None else now_s
-            if now_s - self._trouble_since >= DOWN_HOLD_S:
+            if now_s - self._trouble_since >= self.down_hold_s:
                 self._step(+1, f"{'bitrate' if starved else 'cpu'}: "
                                f"{bitrate_bps} bps, load {load:.2f}", now_s)
             return self.index
@@ -57,7 +60,7 @@ class QualityLadder:
             room = bitrate_bps is None or bitrate_bps >= UP_HEADROOM * needed_bitrate_bps(upper)
             if room and projected_load < UP_LOAD:
                 self._headroom_since = self._headroom_since if self._headroom_since is not None else now_s
-                if now_s - self._headroom_since >= UP_HOLD_S:
+                if now_s - self._headroom_since >= self.up_hold_s:
                     self._step(-1, f"recovered: {bitrate_bps} bps, load {load:.2f}", now_s)
             else:
                 self._headroom_since = None

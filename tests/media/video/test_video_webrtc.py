@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from hal.camera import stamp as stamps
 from media.video import (CodecNotNegotiated, VideoConfig, VideoEncoder, VideoReceiver,
                          VideoSender, choose_encoder)
+from media.video.ladder import QualityLadder
 from media.video.webrtc import negotiated_video_codecs
 from tests.media.video.helpers import background, negotiate, until
 
@@ -128,3 +130,39 @@ async def test_encoder_bitrate_follows_remb(camera, make_pc):
         low = (c.encoder.bytes_out - bytes_low) / (c.encoder.frames_encoded - frames_low)
     assert c.sender.remb_bps == 200_000
     assert low < 0.5 * high, f"bytes/frame: {high:.0f} at 1 Mbit/s, {low:.0f} after REMB 200 kbit/s"
+
+
+async def test_quality_steps_down_on_low_remb_and_back_up_with_the_receiver_following(
+        camera, make_pc):
+    config = VideoConfig(encoder="libx264", ladder=("320x240@30", "160x120@15"))
+    async with call(camera, make_pc, config) as c:
+        c.wanted.receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+        # No hold times: one REMB decides (the hold logic has its own test).
+        c.sender.ladder = QualityLadder(c.encoder.rungs, down_hold_s=0.0, up_hold_s=0.0)
+        media_ssrc = None
+
+        async def remb(bitrate_bps: int) -> None:
+            nonlocal media_ssrc
+            media_ssrc = media_ssrc or c.wanted.receiver.getSynchronizationSources()[0].source
+            await c.wanted.receiver._send_rtcp(RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(bitrate_bps, [media_ssrc])))
+
+        async def frames_until(width: int) -> list:
+            seen = []
+            async with asyncio.timeout(WAIT_S):
+                while not seen or seen[-1].width != width:
+                    seen.append(await c.receiver.recv())
+            return seen
+
+        assert (await c.receiver.recv()).width == 320
+        await remb(50_000)               # 320x240@30 needs ~92 kbit/s
+        await frames_until(160)
+        assert c.encoder.status()["quality"] == "160x120@15"
+        small = [await c.receiver.recv() for _ in range(10)]
+        assert {f.width for f in small} == {160}
+        step = statistics.median(b.pts - a.pts for a, b in zip(small, small[1:]))
+        assert step == pytest.approx(6000, rel=0.2), "15 fps: 6000 ticks of 90 kHz apart"
+        await remb(1_000_000)
+        await frames_until(320)
+        assert c.encoder.status()["quality"] == "320x240@30"
+    assert c.sender.remb_count == 2 and "recovered" in c.sender.ladder.last_reason
