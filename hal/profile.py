@@ -120,6 +120,20 @@ class BoardProfile:
 
 
 @dataclass(frozen=True)
+class DisplayProfile:
+    # No "auto": a box must not silently show its room screen in a desktop window.
+    backend: str = choices("offscreen", "window", "kms", default="offscreen")
+    # 0 x 0 = the display's current mode (kms), 1920 x 1080 elsewhere.
+    width: int = bounded(0, 0, 7680)
+    height: int = bounded(0, 0, 4320)
+    fps: int = bounded(30, 1, 60)         # in-call redraw rate; idle screens redraw each second
+
+    def __post_init__(self):
+        if (self.width == 0) != (self.height == 0):
+            raise ValueError(f"display size needs both width and height (or neither), got {self.width}x{self.height}")
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     name: str
     description: str = ""
@@ -129,6 +143,7 @@ class HardwareProfile:
     buttons: ButtonsProfile = field(default_factory=ButtonsProfile)
     leds: LedsProfile = field(default_factory=LedsProfile)
     board: BoardProfile = field(default_factory=BoardProfile)
+    display: DisplayProfile = field(default_factory=DisplayProfile)
     source: str = ""                      # where it was loaded from (set by the loader)
 
 
