@@ -1,0 +1,234 @@
+"""What the room screen shows, derived from the terminal's status aggregate.
+
+``build(status, now, ...)`` turns the one status dict every view reads into a frozen
+``ScreenModel``; renderers draw only from that model, so a screen can be rendered from a
+known state in tests and screenshots. Keys read (all optional but ``state``):
+
+- ``state``, ``reason``, ``muted``, ``lost_devices``, ``notices``, ``uptime_s``, ``profile``,
+  ``board`` (``serial``, ``cpu_temp_c``, ``throttling``, ``memory``, ``disk``),
+  ``devices`` - from Terminal.status();
+- ``room``: ``name``, ``language`` ("en" or "zh");
+- ``calendar``: ``events``, a list of {``title`` (or ``summary``), ``start``, ``end``} with
+  times as ISO 8601 strings or epoch seconds;
+- ``provisioning``: ``activation_code`` (or RFC 8628 ``user_code``), ``verification_url``
+  (or ``verification_uri``);
+- ``network``: ``online`` (bool), ``address``, ``interface``;
+- ``call``: ``meeting`` (title), ``duration_s``, ``quality`` ("good", "fair", "poor") or
+  ``rtt_ms`` and ``loss_pct`` to derive it, ``layout`` ("grid", "speaker" or "auto").
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from terminal.screen.i18n import LANGUAGES, text
+
+UPCOMING_NOTICE_S = 10 * 60   # the meetings issue's "upcoming" window: join is offered then
+MAX_LISTED_MEETINGS = 3
+SCREENS = ("booting", "unprovisioned", "idle", "joining", "in_call", "leaving", "degraded", "technician")
+KNOWN_PROBLEMS = ("camera", "microphone", "speaker", "buttons", "leds", "network", "service")
+# Thresholds for the network-quality bars, from round-trip time and packet loss: below
+# 150 ms and 1 % a call feels local; past 400 ms or 5 % people talk over each other.
+GOOD_RTT_MS, POOR_RTT_MS = 150, 400
+GOOD_LOSS_PCT, POOR_LOSS_PCT = 1.0, 5.0
+
+
+@dataclass(frozen=True)
+class Meeting:
+    title: str
+    start: dt.datetime
+    end: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class HealthLine:
+    label: str
+    value: str
+    is_ok: bool = True
+
+
+@dataclass(frozen=True)
+class ScreenModel:
+    """Everything one frame of the room screen needs, already in the room's language."""
+
+    screen: str
+    language: str
+    room_name: str
+    now: dt.datetime
+    meetings: tuple[Meeting, ...] = ()
+    upcoming: Meeting | None = None
+    activation_code: str = ""
+    verification_url: str = ""
+    serial: str = ""
+    is_online: bool | None = None
+    network_text: str = ""
+    meeting_title: str = ""
+    is_muted: bool = False
+    call_duration_s: float | None = None
+    quality: str = "unknown"
+    layout: str = "auto"
+    problem: str = ""
+    advice: str = ""
+    detail: str = ""
+    health: tuple[HealthLine, ...] = ()
+    notice: str = ""
+
+    def t(self, key: str, **values: object) -> str:
+        return text(self.language, key, **values)
+
+
+def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en",
+          technician: bool = False, call_duration_s: float | None = None) -> ScreenModel:
+    """The model for ``status`` at local time ``now`` (timezone-aware).
+
+    ``technician`` selects the health view over any state; ``call_duration_s`` is used when
+    the status carries no call duration (the renderer times the call from its start)."""
+    room = status.get("room") or {}
+    language = room.get("language") or language
+    if language not in LANGUAGES:
+        language = "en"
+    state = str(status.get("state", "booting"))
+    screen = "technician" if technician else (state if state in SCREENS else "degraded")
+    meetings = _meetings((status.get("calendar") or {}).get("events") or (), now)
+    call = status.get("call") or {}
+    provisioning = status.get("provisioning") or {}
+    network = status.get("network") or {}
+    board = status.get("board") or {}
+    problem, advice, detail = _problem(status, language)
+    notices = status.get("notices") or []
+    return ScreenModel(
+        screen=screen, language=language,
+        room_name=room.get("name") or text(language, "room_fallback"),
+        now=now, meetings=meetings[:MAX_LISTED_MEETINGS], upcoming=_upcoming(meetings, now),
+        activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
+        verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),
+        serial=str(board.get("serial") or ""),
+        is_online=network.get("online"), network_text=_network_text(network, language),
+        meeting_title=str(call.get("meeting") or ""),
+        is_muted=bool(status.get("muted")),
+        call_duration_s=call.get("duration_s", call_duration_s),
+        quality=_quality(call), layout=str(call.get("layout") or "auto"),
+        problem=problem, advice=advice, detail=detail,
+        health=_health(status, language) if technician else (),
+        notice=str(notices[-1]) if notices else "",
+    )
+
+
+def _time(value: Any, tz: dt.tzinfo | None) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, (int, float)):
+        moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.astimezone(tz)
+
+
+def _meetings(events: Any, now: dt.datetime) -> tuple[Meeting, ...]:
+    """Today's meetings not yet over, soonest first; entries without a start are skipped."""
+    found = []
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        start = _time(event.get("start"), now.tzinfo)
+        end = _time(event.get("end"), now.tzinfo)
+        if start is None or (end or start) < now or start.date() != now.date():
+            continue
+        title = str(event.get("title") or event.get("summary") or "").strip() or "Meeting"
+        found.append(Meeting(title, start, end))
+    return tuple(sorted(found, key=lambda m: m.start))
+
+
+def _upcoming(meetings: tuple[Meeting, ...], now: dt.datetime) -> Meeting | None:
+    for meeting in meetings:
+        if (meeting.start - now).total_seconds() <= UPCOMING_NOTICE_S:
+            return meeting
+    return None
+
+
+def _quality(call: dict[str, Any]) -> str:
+    quality = call.get("quality")
+    if quality in ("good", "fair", "poor"):
+        return quality
+    rtt, loss = call.get("rtt_ms"), call.get("loss_pct")
+    if rtt is None and loss is None:
+        return "unknown"
+    rtt, loss = rtt or 0.0, loss or 0.0
+    if rtt > POOR_RTT_MS or loss > POOR_LOSS_PCT:
+        return "poor"
+    if rtt > GOOD_RTT_MS or loss > GOOD_LOSS_PCT:
+        return "fair"
+    return "good"
+
+
+def _network_text(network: dict[str, Any], language: str) -> str:
+    online = network.get("online")
+    if online is None:
+        return ""
+    words = text(language, "online" if online else "offline")
+    where = " · ".join(str(network[k]) for k in ("interface", "address") if network.get(k))
+    return f"{words} ({where})" if where else words
+
+
+def _problem(status: dict[str, Any], language: str) -> tuple[str, str, str]:
+    """Plain words for what is wrong and what to do, plus the technical reason as detail."""
+    if str(status.get("state")) != "degraded":
+        return "", "", ""
+    lost = status.get("lost_devices") or {}
+    reason = str(status.get("reason") or "")
+    kind = next(iter(lost), None) or reason.split(":", 1)[0].strip()
+    kind = kind if kind in KNOWN_PROBLEMS else "other"
+    detail = f"{next(iter(lost))}: {lost[next(iter(lost))]}" if lost else reason
+    return text(language, f"problem_{kind}"), text(language, f"advice_{kind}"), detail
+
+
+def _health(status: dict[str, Any], language: str) -> tuple[HealthLine, ...]:
+    board = status.get("board") or {}
+    lost = status.get("lost_devices") or {}
+    lines = [HealthLine(text(language, "state"), f"{status.get('state', '?')} ({status.get('reason', '')})",
+                        str(status.get("state")) != "degraded"),
+             HealthLine(text(language, "profile"), str(status.get("profile", "?"))),
+             HealthLine(text(language, "uptime"), format_duration(float(status.get("uptime_s") or 0)))]
+    if board.get("serial"):
+        lines.append(HealthLine(text(language, "serial"), str(board["serial"])))
+    if board.get("cpu_temp_c") is not None:
+        temp = float(board["cpu_temp_c"])
+        lines.append(HealthLine(text(language, "temperature"), f"{temp:.0f} °C", temp < 80))
+    throttling = board.get("throttling") or {}
+    if throttling:
+        low = bool(throttling.get("under_voltage"))
+        lines.append(HealthLine(text(language, "power"), text(language, "power_low" if low else "power_ok"), not low))
+    memory = board.get("memory") or {}
+    if memory.get("available_bytes") is not None:
+        lines.append(HealthLine(text(language, "memory_free"), _size(memory["available_bytes"]),
+                                memory["available_bytes"] > 100e6))
+    disk = board.get("disk") or {}
+    if disk.get("free_bytes") is not None:
+        lines.append(HealthLine(text(language, "disk_free"), _size(disk["free_bytes"]), disk["free_bytes"] > 500e6))
+    network = _network_text(status.get("network") or {}, language)
+    if network:
+        lines.append(HealthLine(text(language, "network"), network, bool((status.get("network") or {}).get("online"))))
+    devices = "; ".join(f"{k}: {v}" for k, v in lost.items()) or text(language, "all_working")
+    lines.append(HealthLine(text(language, "devices"), devices, not lost))
+    return tuple(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour on."""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _size(count: float) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+

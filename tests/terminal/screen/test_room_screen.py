@@ -1,0 +1,80 @@
+"""RoomScreen: the render thread draws what the status says, takes video through the
+sink, and leaves the event loop free while it works."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from hal.camera import stamp
+from hal.profile import DisplayProfile
+from terminal.screen import RoomScreen
+from terminal.screen.samples import NOW, SAMPLES, participant_frames
+from tests.terminal.screen.helpers import stamp_in
+
+RENDER_TIMEOUT_S = 10.0
+
+
+async def rendered(screen: RoomScreen, count: int) -> None:
+    assert await asyncio.to_thread(screen.wait_rendered, count, RENDER_TIMEOUT_S), "screen did not redraw"
+
+
+async def test_room_screen_follows_the_status_and_shows_live_video():
+    profile = DisplayProfile(backend="offscreen", width=1280, height=720, fps=30)
+    async with RoomScreen(profile, clock=lambda: NOW) as screen:
+        screen.update(SAMPLES["idle"][0])
+        await rendered(screen, 1)
+        await rendered(screen, screen.frames_rendered + 1)
+        assert "clock" in screen.last_regions and "agenda_title" in screen.last_regions
+
+        frames = participant_frames(3)
+        screen.sink.update_participant("p1", "Amara", frames[0])
+        screen.sink.update_participant("p2", "Jonas", frames[1])
+        screen.update(SAMPLES["in-call-grid"][0])
+        await rendered(screen, screen.frames_rendered + 2)
+        placed = {p.participant_id: p for p in screen.last_placed}
+        assert set(placed) == {"p1", "p2"}
+        image = screen.display.snapshot()
+        assert stamp_in(image, placed["p2"].video_rect) == stamp.read_frame(frames[1])
+
+        screen.sink.update_participant("p2", "Jonas", frames[2])    # the decoder's newest
+        await rendered(screen, screen.frames_rendered + 2)
+        image = screen.display.snapshot()
+        placed = {p.participant_id: p for p in screen.last_placed}
+        assert stamp_in(image, placed["p2"].video_rect) == stamp.read_frame(frames[2])
+
+        assert screen.toggle_technician()
+        await rendered(screen, screen.frames_rendered + 2)
+        assert "health0" in screen.last_regions
+        status = screen.status()
+        assert status["display"]["backend"] == "offscreen" and status["participants"] == 2
+    assert screen.display.is_closed
+
+
+async def test_rendering_a_call_leaves_the_event_loop_responsive():
+    profile = DisplayProfile(backend="offscreen", width=1920, height=1080, fps=30)
+    async with RoomScreen(profile, clock=lambda: NOW) as screen:
+        for index, frame in enumerate(participant_frames(4)):
+            screen.sink.update_participant(f"p{index}", f"P{index}", frame)
+        screen.update(SAMPLES["in-call-grid"][0])
+        start = screen.frames_rendered
+        worst_lag_s = 0.0
+        deadline = time.monotonic() + RENDER_TIMEOUT_S
+        while screen.frames_rendered < start + 15 and time.monotonic() < deadline:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            worst_lag_s = max(worst_lag_s, time.monotonic() - before - 0.005)
+        assert screen.frames_rendered >= start + 15
+    # The loop only hands over references; a blocked loop would lag by a whole frame's
+    # rendering (tens of ms). Generous bound: this machine is shared with other tests.
+    assert worst_lag_s < 0.05, f"event loop stalled {worst_lag_s * 1000:.0f} ms"
+
+
+async def test_a_display_that_cannot_open_leaves_the_box_running(monkeypatch):
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setenv("ROOMBOX_DISPLAY_BACKEND", "no-such-display")
+    async with RoomScreen(DisplayProfile(backend="offscreen")) as screen:
+        screen.update({"state": "idle"})
+    assert "no backend 'no-such-display'" in screen.error
+    assert screen.status()["display"] == {"open": False, "error": screen.error}
