@@ -36,7 +36,8 @@ from pathlib import Path
 import httpx
 
 from .. import protocol
-from ..errors import CommandRejected, ConfigRejected, EnrolmentError, ServiceError
+from ..errors import (CommandRejected, ConfigRejected, EnrolmentError, ProvisioningError,
+                      ServiceError)
 from ..schema import Settings
 from .commands import CommandGate
 from .config_store import ConfigStore
@@ -46,6 +47,7 @@ from .identity import DeviceIdentity
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 15
 HEALTH_TIMEOUT_S = 60
+RETRY_BASE_S = 5
 RETRY_MAX_S = 300
 
 
@@ -64,7 +66,8 @@ class ProvisioningAgent:
     def __init__(self, state_dir: Path, serial: str, events: asyncio.Queue,
                  health_check: HealthCheck, is_in_call: Callable[[], bool],
                  locate: Callable[[], ServiceLocation], hardware_profile: str = "",
-                 health_summary: Callable[[], dict] = dict, clock=time.time):
+                 health_summary: Callable[[], dict] = dict, clock=time.time,
+                 retry_base_s: float = RETRY_BASE_S):
         self.identity = DeviceIdentity(state_dir, serial)
         self.events = events
         self._health_check = health_check
@@ -73,6 +76,7 @@ class ProvisioningAgent:
         self._profile = hardware_profile
         self._health_summary = health_summary
         self._clock = clock
+        self._retry_base_s = retry_base_s
         self._url: str | None = None
         self._results: list[dict] = []
         self.store: ConfigStore | None = None
@@ -86,11 +90,23 @@ class ProvisioningAgent:
 
     # --- the long-lived task ---------------------------------------------------------------
     async def run(self) -> None:
-        """Enrol if needed, then check in forever at the interval the service asks for."""
-        if not self.identity.is_enrolled:
-            await self.enrol()
-        delay = 0.0
+        """Enrol if needed, then check in forever at the interval the service asks for.
+
+        Failures never end the task: an unreachable service, a CA that does not match the
+        pin or a rejection are reported as events and retried with capped backoff (an admin
+        may fix the seed or reset the box meanwhile).
+        """
         failures = 0
+        while not self.identity.is_enrolled:
+            try:
+                await self.enrol()
+            except (httpx.HTTPError, ProvisioningError) as exc:
+                failures += 1
+                self.last_error = str(exc)
+                if not isinstance(exc, EnrolmentError):
+                    await self._post("service_unreachable", reason=str(exc))
+                await asyncio.sleep(self._backoff(failures))
+        delay, failures = 0.0, 0
         while True:
             await asyncio.sleep(delay)
             try:
@@ -98,11 +114,15 @@ class ProvisioningAgent:
                 failures = 0
             except (httpx.HTTPError, ServiceError) as exc:
                 failures += 1
-                delay = min(RETRY_MAX_S, 5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                delay = self._backoff(failures)
                 self.last_error = str(exc)
                 await self._post("service_unreachable", reason=str(exc))
             # Jitter on our side too, so boxes powered on together drift apart.
             delay *= random.uniform(1 - protocol.CHECKIN_JITTER, 1 + protocol.CHECKIN_JITTER)
+
+    def _backoff(self, failures: int) -> float:
+        return min(RETRY_MAX_S, self._retry_base_s * 2 ** min(failures - 1, 10)) \
+            * random.uniform(0.5, 1.0)
 
     def status(self) -> dict:
         return {"state": self.state, "serial": self.identity.serial, "service": self._url,

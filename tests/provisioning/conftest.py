@@ -146,7 +146,8 @@ class Box:
         self.agent = ProvisioningAgent(root / serial, serial, self.events, self._health,
                                        lambda: self.in_call, service.location,
                                        hardware_profile="sim", clock=clock,
-                                       health_summary=lambda: {"camera": "ok"})
+                                       health_summary=lambda: {"camera": "ok"},
+                                       retry_base_s=0.05)
 
     async def _health(self, settings):
         self.checked.append(settings)

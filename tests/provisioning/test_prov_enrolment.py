@@ -218,3 +218,20 @@ async def test_agent_task_enrols_checks_in_and_applies_config_on_its_own(service
         assert box.agent.status()["config_version"] == 1
         task.cancel()
     assert task.cancelled()
+
+
+async def test_agent_keeps_trying_until_the_service_is_reachable(service, make_box):
+    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{"serial": "RB-LATE"}]})
+    box = make_box("RB-LATE")
+    import socket
+    with socket.socket() as s:          # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = ServiceLocation(f"https://127.0.0.1:{s.getsockname()[1]}", service.pin, "test")
+    answers = [dead, dead]
+    box.agent._locate = lambda: answers.pop() if answers else service.location()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(box.agent.run())
+        first = await box.next_event()
+        assert first.kind == "service_unreachable" and "cannot fetch CA" in first.data["reason"]
+        assert (await box.next_event("enrolled")).data["serial"] == "RB-LATE"
+        task.cancel()
