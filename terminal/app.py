@@ -1,11 +1,16 @@
-"""The terminal process: opens the box's devices, feeds events to the state machine and
-shows its state on the LEDs. Later issues add the call session, provisioning agent and
-control socket as further tasks of ``Terminal.run``."""
+"""The terminal process: opens the box's devices, feeds events to the state machine, shows
+its state on the LEDs and runs the call session the state machine asks for.
+
+The state machine decides; ``Terminal`` only reconciles: when ``machine.call_url`` is set in
+joining it starts one ``CallSession`` task, when the machine goes to leaving it cancels that
+task, and when the task has finished it posts ``call_ended``. The control socket and the
+calendar poller are further tasks of ``Terminal.run`` that only post events."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from hal.board import open_board
@@ -13,6 +18,7 @@ from hal.buttons import Buttons
 from hal.errors import HalError
 from hal.leds import Leds
 from hal.profile import HardwareProfile
+from terminal.screen_sink import FrameSink, RecordingSink
 from terminal.state import Event, State, StateMachine
 
 log = logging.getLogger("roombox.terminal")
@@ -28,14 +34,36 @@ LED_PATTERNS = {
     State.DEGRADED: ("amber", "pulse"),
 }
 BOARD_REFRESH_S = 10.0
+LEAVE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class MeetingSettings:
+    """How this box meets: the standing meeting, the room calendar, STUN/TURN servers
+    (none by default: nothing public), the name shown to others, the control socket."""
+
+    meeting_url: str | None = None
+    calendar_url: str | None = None
+    ice_servers: tuple[Any, ...] = ()
+    display_name: str = "roombox"
+    control_path: str | None = None
+    verify_tls: bool | str = True
+    video: Any = None          # media.video.VideoConfig, or None for its defaults
 
 
 class Terminal:
     """One box. ``await run(stop)`` until ``stop`` is set; ``post()`` hands it events."""
 
-    def __init__(self, profile: HardwareProfile) -> None:
+    def __init__(self, profile: HardwareProfile, settings: MeetingSettings | None = None,
+                 sink: FrameSink | None = None) -> None:
         self.profile = profile
-        self.machine = StateMachine()
+        self.settings = settings or MeetingSettings()
+        self.sink = sink if sink is not None else RecordingSink()
+        self.machine = StateMachine(self.settings.meeting_url)
+        self.session = None                      # terminal.session.CallSession while in a call
+        self._session_task: asyncio.Task | None = None
+        self._end_reason = "left"
+        self._group: asyncio.TaskGroup | None = None
         self.buttons: Buttons | None = None
         self.leds: Leds | None = None
         self.board_info: dict[str, Any] = {}
@@ -53,16 +81,80 @@ class Terminal:
         self.post(Event("devices_opened", {"failures": failures}))
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 tasks = [group.create_task(self._dispatch(), name="dispatch"),
                          group.create_task(self._refresh_board(), name="board")]
                 if self.buttons is not None:
                     tasks.append(group.create_task(self._watch_buttons(), name="buttons"))
+                tasks += self._start_services(group)
+                self._reconcile_call(self.machine)
                 await stop.wait()
                 self.machine.handle(Event("stop_requested"))
+                await self._await_session_end()
                 for task in tasks:
                     task.cancel()
         finally:
             await asyncio.to_thread(self._close_devices)
+
+    def _start_services(self, group: asyncio.TaskGroup) -> list[asyncio.Task]:
+        tasks = []
+        if self.settings.control_path:
+            from terminal.control import ControlServer
+            server = ControlServer(self.settings.control_path, self)
+            tasks.append(group.create_task(server.serve(), name="control"))
+        if self.settings.calendar_url:
+            from terminal.calendar import CalendarPoller
+            self.calendar = CalendarPoller(self.settings.calendar_url, self.post,
+                                           verify_tls=self.settings.verify_tls)
+            tasks.append(group.create_task(self.calendar.run(), name="calendar"))
+        return tasks
+
+    # ---- the call session, as the state machine asks ----------------------------------
+
+    def _reconcile_call(self, machine: StateMachine) -> None:
+        if self._group is None:
+            return
+        if machine.state == State.JOINING and self._session_task is None:
+            self._end_reason = "left"
+            self._session_task = self._group.create_task(self._run_session(machine.call_url),
+                                                         name="call-session")
+            # A callback, not a finally: a task cancelled before its first step never
+            # enters its body, and the machine must still hear that the call ended.
+            self._session_task.add_done_callback(self._session_done)
+        elif machine.state == State.LEAVING and self._session_task is not None:
+            self._session_task.cancel()
+        if self.session is not None and self.session.is_muted != machine.is_muted:
+            self.session.set_muted(machine.is_muted)
+
+    async def _run_session(self, url: str) -> None:
+        from terminal.conference import ConferenceError
+        from terminal.session import CallSession
+
+        try:
+            self.session = CallSession(
+                url, self.profile, self.post, self.sink, ice_servers=self.settings.ice_servers,
+                video_config=self.settings.video, display_name=self.settings.display_name,
+                verify_tls=self.settings.verify_tls)
+            self.session.set_muted(self.machine.is_muted)
+            await self.session.run()
+            self._end_reason = "the call ended"
+        except ConferenceError as exc:
+            self._end_reason = str(exc)
+            log.warning("terminal: call failed (%s)", exc)
+
+    def _session_done(self, task: asyncio.Task) -> None:
+        self.session = None
+        self._session_task = None
+        self.post(Event("call_ended", {"reason": self._end_reason}))
+
+    async def _await_session_end(self) -> None:
+        task = self._session_task
+        if task is not None:
+            try:
+                async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await asyncio.wait([task])
+            except TimeoutError:
+                log.error("terminal: the call did not end within %s s", LEAVE_TIMEOUT_S)
 
     async def _open_devices(self) -> dict[str, str]:
         failures = {}
@@ -107,6 +199,7 @@ class Terminal:
     def _on_change(self, machine: StateMachine) -> None:
         if machine.state == State.IDLE:
             self.reached_idle.set()
+        self._reconcile_call(machine)
         if self.leds is not None:
             colour, pattern = LED_PATTERNS[machine.state]
             if self.leds.shown != {"colour": colour, "pattern": pattern}:
@@ -119,6 +212,12 @@ class Terminal:
         for name, device in (("buttons", self.buttons), ("leds", self.leds)):
             if device is not None:
                 devices[name] = device.status()
-        return {"profile": self.profile.name, **self.machine.status(),
-                "uptime_s": round(time.monotonic() - self.started_at, 1),
-                "board": self.board_info, "devices": devices}
+        status = {"profile": self.profile.name, **self.machine.status(),
+                  "uptime_s": round(time.monotonic() - self.started_at, 1),
+                  "board": self.board_info, "devices": devices}
+        if self.session is not None:
+            status["call_session"] = self.session.status()
+        calendar = getattr(self, "calendar", None)
+        if calendar is not None:
+            status["calendar"] = calendar.status()
+        return status

@@ -1,8 +1,13 @@
 """The terminal's state machine: the only place that changes the box's state.
 
-Tasks (button watcher, device monitors, later the conference adapter and the provisioning
-agent) post Events to its queue; ``handle()`` decides what follows and notifies listeners
-(LEDs, status, room screen). Every transition is logged with its reason.
+Tasks (button watcher, device monitors, control socket, calendar, the call session and the
+provisioning agent) post Events to its queue; ``handle()`` decides what follows and notifies
+listeners (LEDs, status, room screen, and the Terminal, which starts and stops the call
+session to match ``call_url``). Every transition is logged with its reason.
+
+A call: join pressed in idle → joining (``call_url`` set: the calendar's meeting, else the
+standing one) → ``call_connected`` → in_call; ``call_lost`` → degraded while the session
+rejoins; join pressed again or leave requested → leaving → ``call_ended`` → idle.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 log = logging.getLogger("roombox.terminal")
 
@@ -48,10 +54,14 @@ class StateMachine:
     """Holds state, reason, mute and the set of lost devices; ``handle(event)`` is the only
     mutator. Listeners run after every change, on the event loop, and must not block."""
 
-    def __init__(self) -> None:
+    def __init__(self, meeting_url: str | None = None) -> None:
         self.state = State.BOOTING
         self.reason = "starting"
         self.is_muted = False
+        self.meeting_url = meeting_url          # the room's standing meeting
+        self.calendar_url: str | None = None    # the calendar's meeting, live or imminent
+        self.upcoming: dict[str, Any] | None = None
+        self.call_url: str | None = None        # set exactly while a call session should run
         self.lost_devices: dict[str, str] = {}
         self.history: list[Transition] = []
         self.notices: list[str] = []
@@ -93,26 +103,92 @@ class StateMachine:
 
     def _on_device_lost(self, kind: str, reason: str) -> None:
         self.lost_devices[kind] = reason
-        if self.state in (State.IDLE, State.DEGRADED):
+        if not self.in_call and self.state in (State.IDLE, State.DEGRADED):
             self._go(*self._ready_state())
 
     def _on_device_restored(self, kind: str) -> None:
         self.lost_devices.pop(kind, None)
-        if self.state in (State.IDLE, State.DEGRADED):
+        if not self.in_call and self.state in (State.IDLE, State.DEGRADED):
             self._go(*self._ready_state())
 
-    def _on_join_pressed(self) -> None:
-        if self.state == State.IDLE:
+    @property
+    def in_call(self) -> bool:
+        """A call session should be running (joining, in the call, rejoining or leaving)."""
+        return self.call_url is not None
+
+    def _on_join_pressed(self, url: str | None = None) -> None:
+        if self.in_call:
+            if self.state != State.LEAVING:
+                self._go(State.LEAVING, "join pressed again")
+            return
+        self._start_call(url, "join pressed")
+
+    def _on_join_requested(self, url: str | None = None) -> None:
+        if self.in_call:
+            self._say(f"join: already in a call ({redact(self.call_url)})")
+            return
+        self._start_call(url, "join requested")
+
+    def _start_call(self, url: str | None, why: str) -> None:
+        if self.state not in (State.IDLE, State.DEGRADED):
+            self._say(f"join: not possible while {self.state}")
+            return
+        url = url or self.calendar_url or self.meeting_url
+        if not url:
             self._say("join: no meeting is configured for this room")
-        elif self.state == State.DEGRADED:
-            self._say(f"join: not possible while degraded ({self.reason})")
+            return
+        self.call_url = url
+        self._go(State.JOINING, f"{why}: {redact(url)}")
+
+    def _on_leave_requested(self, reason: str = "leave requested") -> None:
+        if self.in_call and self.state != State.LEAVING:
+            self._go(State.LEAVING, reason)
+
+    def _on_call_connected(self, meeting: str = "") -> None:
+        if self.in_call and self.state in (State.JOINING, State.DEGRADED):
+            self._go(State.IN_CALL, f"in {meeting or redact(self.call_url)}")
+
+    def _on_call_lost(self, reason: str) -> None:
+        if self.in_call and self.state != State.LEAVING:
+            self._go(State.DEGRADED, f"call: {reason}; rejoining")
+
+    def _on_call_ended(self, reason: str = "left") -> None:
+        if not self.in_call:
+            return
+        self.call_url = None
+        if reason != "left":
+            self._say(f"call: ended ({reason})")
+        self._go(*self._ready_state())
 
     def _on_mute_pressed(self) -> None:
-        self.is_muted = not self.is_muted
-        log.info("terminal: microphone %s", "muted" if self.is_muted else "unmuted")
+        self._set_muted(not self.is_muted, "mute button")
+
+    def _on_mute_requested(self) -> None:
+        self._set_muted(True, "mute requested in the room")
+
+    def _on_unmute_requested(self) -> None:
+        self._set_muted(False, "unmute requested in the room")
+
+    def _on_remote_mute_requested(self, by: str = "the meeting") -> None:
+        # Only someone in the room can unmute: there is no remote unmute event.
+        if not self.is_muted:
+            self._say(f"mute: muted at the request of {by}")
+        self._set_muted(True, f"remote request by {by}")
+
+    def _set_muted(self, muted: bool, why: str) -> None:
+        if muted != self.is_muted:
+            self.is_muted = muted
+            log.info("terminal: microphone %s (%s)", "muted" if muted else "unmuted", why)
+
+    def _on_calendar_updated(self, meeting_url: str | None = None,
+                             upcoming: dict[str, Any] | None = None) -> None:
+        self.calendar_url = meeting_url
+        if upcoming and upcoming != self.upcoming:
+            self._say(f"calendar: {upcoming.get('summary', 'a meeting')} starts at {upcoming.get('start')}")
+        self.upcoming = upcoming
 
     def _on_stop_requested(self, reason: str = "stopping") -> None:
-        if self.state == State.IN_CALL:
+        if self.in_call and self.state != State.LEAVING:
             self._go(State.LEAVING, reason)
         else:
             log.info("terminal: %s in state %s", reason, self.state)
@@ -124,4 +200,18 @@ class StateMachine:
     def status(self) -> dict[str, Any]:
         return {"state": str(self.state), "reason": self.reason, "muted": self.is_muted,
                 "lost_devices": dict(self.lost_devices), "notices": list(self.notices),
-                "transitions": len(self.history)}
+                "transitions": len(self.history),
+                "meeting": redact(self.meeting_url), "calendar_meeting": redact(self.calendar_url),
+                "call": redact(self.call_url), "upcoming": self.upcoming}
+
+
+SECRET_PARAMS = ("pin", "token", "secret")
+
+
+def redact(url: str | None) -> str | None:
+    """A meeting URL fit for logs and status: PIN, token and secret masked."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    query = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))

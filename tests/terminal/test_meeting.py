@@ -1,0 +1,68 @@
+"""One-button join through a real Janus VideoRoom on loopback, with a real remote
+participant (an aiortc peer publishing a stamped pattern and a 440 Hz tone)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from terminal.app import MeetingSettings
+from terminal.state import State
+from tests.terminal.conftest import meeting_url, press, running_terminal
+from tests.terminal.meeting_peer import RemotePeer, has_tone, until
+
+pytestmark = pytest.mark.timeout(120)
+JOIN_S = 20.0
+MEDIA_S = 15.0
+
+
+async def our_feed(peer: RemotePeer) -> int:
+    """The box's feed id, from the room's publishers events as the peer sees them."""
+    known = {p["id"] for p in peer.publishers}
+    while True:
+        event = await peer.next_event(JOIN_S)
+        for publisher in event["data"].get("publishers", []):
+            if publisher["id"] not in known:
+                return publisher["id"]
+
+
+async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
+    janus_url, number = room
+    settings = MeetingSettings(meeting_url=meeting_url(janus_url, number))
+    async with RemotePeer(janus_url, number, "alice", tone_hz=440) as alice:
+        async with running_terminal(settings) as terminal:
+            assert terminal.session is None, "no camera before a call"
+            await press(terminal, "join")
+            await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
+            assert terminal.leds.shown == {"colour": "red", "pattern": "solid"}
+            session = terminal.session
+            camera = session.encoder.camera
+            assert not camera.is_closed
+            await alice.watch(await our_feed(alice))
+            # Alice decodes our camera: stamped frames, in capture order.
+            await until(lambda: len(alice.stamps) >= 30, MEDIA_S, "alice decoding 30 of our frames")
+            counters = [s.counter for s in alice.stamps]
+            assert counters == sorted(counters) and len(set(counters)) == len(counters)
+            # Alice hears our microphone (the sim mic plays a 1 kHz tone).
+            await until(lambda: has_tone(alice.heard(0.2), 1000), MEDIA_S, "alice hearing 1 kHz")
+            # We see Alice on the screen sink and hear her tone on our speaker.
+            sink = terminal.sink
+            await until(lambda: sink.frames.get(str(alice.feed_id), 0) >= 10, MEDIA_S, "alice's video on our sink")
+            assert sink.names[str(alice.feed_id)] == "alice"
+            speaker = session.mixer.speaker
+            await until(lambda: has_tone(speaker.played()[-9600:], 440), MEDIA_S,
+                        "alice's 440 Hz tone on our speaker")
+            # Mute: the LED lights and Alice hears silence; unmute brings the tone back.
+            await press(terminal, "mute")
+            await until(lambda: terminal.machine.is_muted and terminal.leds.is_mute_lit, 3, "muted")
+            await until(lambda: np.abs(alice.heard(0.3)).max() < 50, MEDIA_S, "silence at alice")
+            await press(terminal, "mute")
+            await until(lambda: not terminal.machine.is_muted, 3, "unmuted")
+            assert not terminal.leds.is_mute_lit
+            await until(lambda: has_tone(alice.heard(0.2), 1000), MEDIA_S, "tone again after unmute")
+            # Press again: leave; the camera closes and alice leaves our screen.
+            await press(terminal, "join")
+            await until(lambda: terminal.machine.state == State.IDLE, JOIN_S, "idle after leaving")
+            assert camera.is_closed and speaker.is_closed
+            assert ("left", str(alice.feed_id)) in sink.log
+            states = [t.after for t in terminal.machine.history]
+            assert states[-4:] == [State.JOINING, State.IN_CALL, State.LEAVING, State.IDLE]
