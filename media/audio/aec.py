@@ -23,10 +23,14 @@ from media.audio.suppressor import ResidualEchoSuppressor
 
 SUPPORTED = {16000: 160, 48000: 480}
 TAIL_S = 0.3                 # echo path length the filter models (bulk delay + reverb)
-DRIFT_INTERVAL_FRAMES = 50   # 0.5 s between echo-path snapshots for drift measurement
-DRIFT_LOOP_GAIN = 0.5        # fraction of the measured motion corrected per measurement
+DRIFT_INTERVAL_FRAMES = 25   # 0.25 s between echo-path snapshots for drift measurement
+DRIFT_LOOP_GAIN = 0.7        # fraction of the measured motion corrected per measurement
 DRIFT_MIN_CONFIDENCE = 0.8   # snapshots less coherent than this (path change, DT) are ignored
 FULL_SCALE = 32768.0
+MISALIGN_SMOOTHING = 0.95      # ~0.2 s memory of the error/estimate envelope regression
+MISALIGN_SHARE = 0.5           # |regression| above this: the estimate is half wrong
+MISALIGN_RESET_SCALE = 1.0     # uncertainty raised back to the start-up prior
+MISALIGN_COOLDOWN_FRAMES = 50
 # The mic is delayed by this much so the reference delay can also shrink (drift one way)
 # without re-centring: 2 ms lasts 20 s at 100 ppm before a block re-centring.
 MIC_DELAY_S = 0.002
@@ -55,7 +59,7 @@ class EchoCanceller:
         self.sample_rate = sample_rate
         self.frame_size = frame_size
         partitions = int(round(tail_s * sample_rate / frame_size))
-        self._filter = KalmanEchoFilter(frame_size, partitions)
+        self._filter = KalmanEchoFilter(frame_size, partitions, sample_rate=sample_rate)
         headroom = int(MIC_DELAY_S * sample_rate)
         self._drift = DriftCompensator(frame_size, (partitions + 2) * frame_size, headroom)
         self._mic_line = np.zeros(frame_size + headroom)
@@ -67,6 +71,9 @@ class EchoCanceller:
         self._since_far = 1 << 30
         self._mic_energy = 0.0
         self._out_energy = 0.0
+        self._cov = self._var = self.misalignment = 0.0
+        self._cooldown = 0
+        self.path_changes = 0
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Cancel echo in one frame; see the class docstring."""
@@ -88,6 +95,7 @@ class EchoCanceller:
         far_active = float(np.dot(r, r)) > n * 1e-8
         self._far_frames = self._far_frames + 1 if far_active else 0
         self._track_drift()
+        self._watch_misalignment(error, echo, far_active)
         self._since_far = 0 if far_active else self._since_far + 1
         out = error if self._suppressor is None else self._suppressor.process(
             error, echo, self._since_far <= self._filter.partitions)
@@ -96,6 +104,24 @@ class EchoCanceller:
             self._mic_energy = 0.99 * self._mic_energy + float(np.dot(m, m))
             self._out_energy = 0.99 * self._out_energy + float(np.dot(out, out))
         return np.clip(np.rint(out * FULL_SCALE), -32768, 32767).astype(np.int16)
+
+    def _watch_misalignment(self, error: np.ndarray, echo: np.ndarray, far_active: bool) -> None:
+        # Regression of the error on the echo estimate: zero when the estimate is right
+        # (the error holds only near-end speech and noise, both uncorrelated with it), near
+        # -1 when the echo path moved away from it. A large magnitude means the filter is
+        # wrong rather than disturbed, so its uncertainty is raised to re-learn fast; in
+        # double talk the regression stays near zero and the filter holds still.
+        if not far_active:
+            return
+        a = MISALIGN_SMOOTHING
+        self._cov = a * self._cov + (1 - a) * float(np.dot(error, echo))
+        self._var = a * self._var + (1 - a) * float(np.dot(echo, echo))
+        self._cooldown -= 1
+        self.misalignment = abs(self._cov) / (self._var + 1e-30)
+        if self.misalignment > MISALIGN_SHARE and self._cooldown <= 0 and self._far_frames > 20:
+            self._filter.reset_uncertainty(MISALIGN_RESET_SCALE)
+            self._cooldown = MISALIGN_COOLDOWN_FRAMES
+            self.path_changes += 1
 
     def _track_drift(self) -> None:
         if self._frames % DRIFT_INTERVAL_FRAMES:

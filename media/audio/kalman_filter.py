@@ -29,10 +29,13 @@ class KalmanEchoFilter:
     measurement-noise estimate.
     """
 
-    def __init__(self, block: int, partitions: int, *, transition: float = 0.9998,
+    def __init__(self, block: int, partitions: int, *, transition: float = 0.9999,
                  noise_smoothing: float = 0.5, initial_uncertainty: float = 30.0,
-                 posterior: bool = True):
+                 posterior: bool = True, prior_decay_s: float = 0.05, prior_flat_s: float = 0.05,
+                 sample_rate: int = 16000):
         self.posterior = posterior
+        self.noise_factor = 2.0
+        self.confidence_factor = 0.5
         self.block = block
         self.partitions = partitions
         self.transition = transition
@@ -42,7 +45,13 @@ class KalmanEchoFilter:
         self._spectra = np.zeros((partitions, bins), dtype=complex)   # newest first
         self._powers = np.zeros((partitions, bins))
         self.weights = np.zeros((partitions, bins), dtype=complex)
-        self.uncertainty = np.full((partitions, bins), initial_uncertainty / partitions)
+        # Prior uncertainty per partition: room responses decay, so most of what there is
+        # to learn sits in the first ~50 ms after the bulk delay. Spending the step size
+        # there (as proportionate NLMS does) makes the first seconds converge faster.
+        lag_s = np.maximum(np.arange(partitions) * block / sample_rate - prior_flat_s, 0.0)
+        profile = np.exp(-lag_s / prior_decay_s)
+        self.prior = (initial_uncertainty * profile / profile.sum())[:, None]
+        self.uncertainty = np.repeat(self.prior, bins, axis=1)
         self._noise_psd = np.zeros(bins)
         self._process_scale = 1.0 - transition ** 2
         self.echo_spectrum = np.zeros(bins, dtype=complex)
@@ -77,7 +86,7 @@ class KalmanEchoFilter:
         p_x = self.uncertainty * self._powers
         echo_var = p_x.sum(axis=0)
         # The factor 2 maps the zero-padded error's PSD onto the 2N-point transform of X.
-        denom = echo_var + 2.0 * self._noise_psd + 1e-12
+        denom = echo_var + self.noise_factor * self._noise_psd + 1e-12
         mu = self.uncertainty / denom
         # Measurement noise from the a-posteriori error: what the updated filter could not
         # explain. Using the prior error instead would count unlearnt echo as noise and
@@ -90,7 +99,7 @@ class KalmanEchoFilter:
         a = self.transition
         self.weights = a * (self.weights + np.fft.rfft(update, axis=1))
         w_pow = self.weights.real ** 2 + self.weights.imag ** 2
-        self.uncertainty = (a * a) * (1.0 - 0.5 * mu * self._powers) * self.uncertainty \
+        self.uncertainty = (a * a) * (1.0 - self.confidence_factor * mu * self._powers) * self.uncertainty \
             + self._process_scale * w_pow
 
     def shift_partitions(self, direction: int) -> None:
@@ -113,6 +122,6 @@ class KalmanEchoFilter:
         self._x_buffer[:n] = blocks[-2]
         self._x_buffer[n:] = blocks[-1]
 
-    def reset_uncertainty(self, value: float) -> None:
+    def reset_uncertainty(self, scale: float = 1.0) -> None:
         """Mark the filter as unsure (after a detected echo-path change): fast re-learning."""
-        np.maximum(self.uncertainty, value / self.partitions, out=self.uncertainty)
+        np.maximum(self.uncertainty, scale * self.prior, out=self.uncertainty)

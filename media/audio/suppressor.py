@@ -16,7 +16,7 @@ import numpy as np
 
 OVERSUBTRACT = 1.5        # how many times the predicted residual must be removed
 GAIN_FLOOR = 10 ** (-40 / 20)
-LEAK_SMOOTHING = 0.98     # per frame: ~0.5 s memory for the leak regression
+LEAK_SMOOTHING = 0.995    # per frame: ~2 s memory; shorter lets double talk bias it
 LEAK_MIN, LEAK_MAX = 1e-3, 2.0
 PSD_SMOOTHING = 0.6
 NOISE_SMOOTHING = 0.9
@@ -30,7 +30,7 @@ class ResidualEchoSuppressor:
     """Applies echo-suppression gains to the canceller's error, one block per call."""
 
     def __init__(self, block: int, *, oversubtract: float = OVERSUBTRACT,
-                 noise_floor_db: float = -12.0):
+                 noise_floor_db: float = -15.0):
         self.block = block
         self.oversubtract = oversubtract
         self.noise_gain = 10 ** (noise_floor_db / 20)
