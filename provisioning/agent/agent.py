@@ -244,8 +244,10 @@ class ProvisioningAgent:
             desired = int(body.get("desired_config_version") or 0)
             if desired > self.store.version and not self.store.has_failed(desired):
                 status, cfg = await self._request(client, "GET", protocol.CONFIG_PATH)
-                if status == 200:
-                    await self.apply_config(cfg["document"])
+                if status != 200:
+                    raise ServiceError(f"config: HTTP {status} {cfg.get('error')}: "
+                                       f"{cfg.get('detail')}")
+                await self.apply_config(cfg["document"])
         for token in body.get("commands", []):
             await self.handle_command(token)
         return float(body.get("next_checkin_s", protocol.CHECKIN_INTERVAL_S))

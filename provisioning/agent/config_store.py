@@ -132,7 +132,8 @@ class ConfigStore:
         failed = self._failed()
         failed[str(version)] = reason
         # Keep the newest few: the service moves on to higher versions anyway.
-        failed = dict(sorted(failed.items(), key=lambda kv: str(kv[0]))[-20:])
+        failed = dict(sorted(failed.items(),
+                             key=lambda kv: int(kv[0]) if kv[0].isdigit() else -1)[-20:])
         crypto.write_atomic(self._state_path, json.dumps({"failed": failed}).encode())
         self._trial_path.unlink(missing_ok=True)
         self.trial = None
