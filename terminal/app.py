@@ -50,6 +50,20 @@ class MeetingSettings:
     verify_tls: bool | str = True
     video: Any = None          # media.video.VideoConfig, or None for its defaults
 
+    def __post_init__(self) -> None:
+        from terminal.conference import parse_meeting_url
+        if self.meeting_url:
+            parse_meeting_url(self.meeting_url)      # MeetingRejected (ValueError) names the problem
+        if self.calendar_url and not self.calendar_url.startswith(("http://", "https://")):
+            raise ValueError(f"calendar URL must start with http:// or https://, got {self.calendar_url!r}")
+
+    @classmethod
+    def from_args(cls, args: Any) -> "MeetingSettings":
+        """From ``roombox run``'s options (--meeting, --calendar, --control-socket)."""
+        from terminal.control import default_path
+        return cls(meeting_url=args.meeting, calendar_url=args.calendar,
+                   control_path=args.control_socket or default_path())
+
 
 class Terminal:
     """One box. ``await run(stop)`` until ``stop`` is set; ``post()`` hands it events."""
@@ -63,6 +77,9 @@ class Terminal:
         self.session = None                      # terminal.session.CallSession while in a call
         self._session_task: asyncio.Task | None = None
         self._end_reason = "left"
+        self._waiters: dict[int, asyncio.Future] = {}
+        self.control = None                      # terminal.control.ControlServer, if configured
+        self.calendar = None                     # terminal.calendar.CalendarPoller, if configured
         self._group: asyncio.TaskGroup | None = None
         self.buttons: Buttons | None = None
         self.leds: Leds | None = None
@@ -74,6 +91,13 @@ class Terminal:
 
     def post(self, event: Event) -> None:
         self._events.put_nowait(event)
+
+    async def submit(self, event: Event) -> None:
+        """Post ``event`` and return once the state machine has handled it."""
+        handled = asyncio.get_running_loop().create_future()
+        self._waiters[id(event)] = handled
+        self.post(event)
+        await handled
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = await self._open_devices()
@@ -100,8 +124,8 @@ class Terminal:
         tasks = []
         if self.settings.control_path:
             from terminal.control import ControlServer
-            server = ControlServer(self.settings.control_path, self)
-            tasks.append(group.create_task(server.serve(), name="control"))
+            self.control = ControlServer(self.settings.control_path, self)
+            tasks.append(group.create_task(self.control.serve(), name="control"))
         if self.settings.calendar_url:
             from terminal.calendar import CalendarPoller
             self.calendar = CalendarPoller(self.settings.calendar_url, self.post,
@@ -184,7 +208,12 @@ class Terminal:
     async def _dispatch(self) -> None:
         while True:
             event = await self._events.get()
-            self.machine.handle(event)
+            try:
+                self.machine.handle(event)
+            finally:
+                waiter = self._waiters.pop(id(event), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     async def _watch_buttons(self) -> None:
         async for event in self.buttons.events():
@@ -217,7 +246,6 @@ class Terminal:
                   "board": self.board_info, "devices": devices}
         if self.session is not None:
             status["call_session"] = self.session.status()
-        calendar = getattr(self, "calendar", None)
-        if calendar is not None:
-            status["calendar"] = calendar.status()
+        if self.calendar is not None:
+            status["calendar"] = self.calendar.status()
         return status

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 COMMAND_MODULES = (
     "terminal.commands.run",
     "terminal.commands.demo",
+    "terminal.commands.call",
     "terminal.commands.hw",
     "terminal.commands.selftest",
     "provisioning.cli",
