@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps apt clean
+.PHONY: demo test deps apt clean install screenshots
 
 demo: deps
 	$(BIN)/roombox demo
@@ -13,6 +13,10 @@ test: deps
 	bash tests/run.sh
 
 deps: apt $(VENV)/.installed
+
+# PNGs of every room-screen page, rendered offscreen from known states (README, "Room screen").
+screenshots: deps
+	$(BIN)/python -m terminal.screen.samples docs/screens
 
 # Installs only the packages that are missing, so a second run costs nothing.
 apt:
@@ -29,6 +33,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+# Installs the terminal as a systemd service (root): see systemd/install.sh.
+install: apt
+	bash systemd/install.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -13,6 +13,8 @@ import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from terminal.logs import setup_logging
+
 # Modules that contribute commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "terminal.commands.run",
@@ -46,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    setup_logging((logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -9,7 +9,8 @@ import sys
 
 from hal.errors import ProfileError
 from hal.profile import load_profile
-from terminal.app import Terminal
+from terminal.app import MeetingSettings, Terminal
+from terminal.notify import SystemdNotifier, notify, ping_watchdog, watchdog_interval_s
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", default="sim", help="hardware profile name or .toml path (default: sim)")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop after S seconds (default: run until SIGTERM/SIGINT)")
+    parser.add_argument("--meeting", default=None, metavar="URL",
+                        help="the room's standing meeting, e.g. janus+https://HOST/janus?room=1234")
+    parser.add_argument("--calendar", default=None, metavar="URL",
+                        help="the room calendar: an iCalendar feed or CalDAV collection (http/https)")
+    parser.add_argument("--control-socket", default=None, metavar="PATH",
+                        help="control socket (default: $ROOMBOX_CONTROL_SOCKET or /run/roombox/control.sock)")
     parser.set_defaults(func=main)
 
 
@@ -25,18 +32,37 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger("roombox").setLevel(logging.INFO)
     try:
         profile = load_profile(args.profile)
-    except ProfileError as exc:
+        settings = MeetingSettings.from_args(args)
+    except (ProfileError, ValueError) as exc:
         print(f"roombox: {exc}", file=sys.stderr)
+        notify(f"STATUS=configuration error: {exc}")
         return 2
-    return asyncio.run(serve(Terminal(profile), args.duration))
+    return asyncio.run(serve(Terminal(profile, settings), args.duration))
 
 
 async def serve(terminal: Terminal, duration_s: float | None) -> int:
+    """Run the terminal with systemd's notify protocol and watchdog until a signal (or
+    ``duration_s``) stops it."""
     stop = asyncio.Event()
+    notifier = SystemdNotifier()
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            notifier.stopping()   # before devices close: systemd shows "deactivating"
+            stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, request_stop)
     if duration_s is not None:
-        loop.call_later(duration_s, stop.set)
-    await terminal.run(stop)
+        loop.call_later(duration_s, request_stop)
+    terminal.machine.add_listener(notifier)
+    interval_s = watchdog_interval_s()
+    async with asyncio.TaskGroup() as group:
+        watchdog = group.create_task(ping_watchdog(interval_s)) if interval_s else None
+        try:
+            await terminal.run(stop)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
     return 0
