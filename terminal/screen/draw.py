@@ -7,6 +7,8 @@ from 4 m on a 55" TV).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pygame
 import segno
@@ -69,7 +71,8 @@ class Painter:
         while pixels > floor and font.get_rect(words, size=pixels).width > max_width:
             pixels = max(floor, int(pixels * 0.92))
         while len(words) > 1 and font.get_rect(words, size=pixels).width > max_width:
-            words = words[:-2].rstrip() + "…"
+            # Three dots, not U+2026: the CJK font draws that centred, as Chinese wants.
+            words = words[:-4].rstrip() + "..." if len(words) > 4 else words[:-1]
         return pixels, words
 
     def panel(self, rect: Rect, colour=PANEL, alpha: int = 255, radius: float = 0.015) -> None:
@@ -85,12 +88,8 @@ class Painter:
     def qr(self, data: str, rect: Rect) -> Rect:
         """A QR code of ``data``, black on white with its quiet zone, as large as fits in
         ``rect`` at a whole number of pixels per module (fractional modules blur scans)."""
-        code = segno.make(data, error="m", micro=False)
-        modules = np.array(list(code.matrix_iter(scale=1, border=QR_QUIET_MODULES)), dtype=bool)
-        scale = max(1, min(rect[2], rect[3]) // modules.shape[0])
-        image = np.where(np.kron(modules, np.ones((scale, scale), dtype=bool)), 0, 255).astype(np.uint8)
-        surface = pygame.surfarray.make_surface(np.repeat(image.T[:, :, None], 3, axis=2))
-        side = image.shape[0]
+        surface = _qr_surface(data, min(rect[2], rect[3]))
+        side = surface.get_width()
         x = rect[0] + (rect[2] - side) // 2
         y = rect[1] + (rect[3] - side) // 2
         self.canvas.blit(surface, (x, y))
@@ -139,3 +138,13 @@ class Painter:
         stroke = max(3, size // 10)
         pygame.draw.line(self.canvas, BACKGROUND, (cx, cy - half // 3), (cx, cy + half // 3), stroke)
         pygame.draw.circle(self.canvas, BACKGROUND, (cx, cy + half * 2 // 3), stroke * 2 // 3)
+
+
+@functools.lru_cache(maxsize=4)
+def _qr_surface(data: str, max_side: int) -> pygame.Surface:
+    # Cached: the activation page redraws every second for its clock, the code rarely changes.
+    code = segno.make(data, error="m", micro=False)
+    modules = np.array(list(code.matrix_iter(scale=1, border=QR_QUIET_MODULES)), dtype=bool)
+    scale = max(1, max_side // modules.shape[0])
+    image = np.where(np.kron(modules, np.ones((scale, scale), dtype=bool)), 0, 255).astype(np.uint8)
+    return pygame.surfarray.make_surface(np.repeat(image.T[:, :, None], 3, axis=2))

@@ -6,15 +6,16 @@ known state in tests and screenshots. Keys read (all optional but ``state``):
 
 - ``state``, ``reason``, ``muted``, ``lost_devices``, ``notices``, ``uptime_s``, ``profile``,
   ``board`` (``serial``, ``cpu_temp_c``, ``throttling``, ``memory``, ``disk``),
-  ``devices`` - from Terminal.status();
+  ``upcoming`` ({``summary``, ``start``}: the calendar's meeting within 10 minutes) -
+  from Terminal.status() and its state machine;
+- ``call_session``: ``rtt_ms`` and ``loss`` (fraction) for the network-quality bars, or a
+  ready ``quality`` ("good", "fair", "poor"); ``duration_s`` if the session times the call;
+- ``calendar``: ``events``, a list of {``summary`` (or ``title``), ``start``, ``end``} with
+  times as ISO 8601 strings, datetimes or epoch seconds;
 - ``room``: ``name``, ``language`` ("en" or "zh");
-- ``calendar``: ``events``, a list of {``title`` (or ``summary``), ``start``, ``end``} with
-  times as ISO 8601 strings or epoch seconds;
 - ``provisioning``: ``activation_code`` (or RFC 8628 ``user_code``), ``verification_url``
   (or ``verification_uri``);
-- ``network``: ``online`` (bool), ``address``, ``interface``;
-- ``call``: ``meeting`` (title), ``duration_s``, ``quality`` ("good", "fair", "poor") or
-  ``rtt_ms`` and ``loss_pct`` to derive it, ``layout`` ("grid", "speaker" or "auto").
+- ``network``: ``online`` (bool), ``interface``, ``address``.
 """
 from __future__ import annotations
 
@@ -78,12 +79,13 @@ class ScreenModel:
         return text(self.language, key, **values)
 
 
-def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en",
+def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", layout: str = "auto",
           technician: bool = False, call_duration_s: float | None = None) -> ScreenModel:
     """The model for ``status`` at local time ``now`` (timezone-aware).
 
-    ``technician`` selects the health view over any state; ``call_duration_s`` is used when
-    the status carries no call duration (the renderer times the call from its start)."""
+    ``layout`` is the in-call layout ("auto", "grid" or "speaker"); ``technician`` selects
+    the health view over any state; ``call_duration_s`` is used when the status carries no
+    call duration (the renderer times the call from its start)."""
     room = status.get("room") or {}
     language = room.get("language") or language
     if language not in LANGUAGES:
@@ -91,7 +93,8 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en",
     state = str(status.get("state", "booting"))
     screen = "technician" if technician else (state if state in SCREENS else "degraded")
     meetings = _meetings((status.get("calendar") or {}).get("events") or (), now)
-    call = status.get("call") or {}
+    upcoming = _announced(status.get("upcoming"), now) or _upcoming(meetings, now)
+    session = status.get("call_session") or {}
     provisioning = status.get("provisioning") or {}
     network = status.get("network") or {}
     board = status.get("board") or {}
@@ -100,15 +103,15 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en",
     return ScreenModel(
         screen=screen, language=language,
         room_name=room.get("name") or text(language, "room_fallback"),
-        now=now, meetings=meetings[:MAX_LISTED_MEETINGS], upcoming=_upcoming(meetings, now),
+        now=now, meetings=meetings[:MAX_LISTED_MEETINGS], upcoming=upcoming,
         activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
         verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),
         serial=str(board.get("serial") or ""),
         is_online=network.get("online"), network_text=_network_text(network, language),
-        meeting_title=str(call.get("meeting") or ""),
+        meeting_title=upcoming.title if upcoming is not None else "",
         is_muted=bool(status.get("muted")),
-        call_duration_s=call.get("duration_s", call_duration_s),
-        quality=_quality(call), layout=str(call.get("layout") or "auto"),
+        call_duration_s=session.get("duration_s", call_duration_s),
+        quality=_quality(session), layout=layout,
         problem=problem, advice=advice, detail=detail,
         health=_health(status, language) if technician else (),
         notice=str(notices[-1]) if notices else "",
@@ -130,6 +133,17 @@ def _time(value: Any, tz: dt.tzinfo | None) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+def _announced(upcoming: Any, now: dt.datetime) -> Meeting | None:
+    """The state machine's upcoming meeting (the one a press joins), if it has one."""
+    if not isinstance(upcoming, dict):
+        return None
+    start = _time(upcoming.get("start"), now.tzinfo)
+    if start is None:
+        return None
+    title = str(upcoming.get("summary") or upcoming.get("title") or "").strip() or "Meeting"
+    return Meeting(title, start, _time(upcoming.get("end"), now.tzinfo))
 
 
 def _meetings(events: Any, now: dt.datetime) -> tuple[Meeting, ...]:
@@ -154,14 +168,14 @@ def _upcoming(meetings: tuple[Meeting, ...], now: dt.datetime) -> Meeting | None
     return None
 
 
-def _quality(call: dict[str, Any]) -> str:
-    quality = call.get("quality")
+def _quality(session: dict[str, Any]) -> str:
+    quality = session.get("quality")
     if quality in ("good", "fair", "poor"):
         return quality
-    rtt, loss = call.get("rtt_ms"), call.get("loss_pct")
+    rtt, loss = session.get("rtt_ms"), session.get("loss")
     if rtt is None and loss is None:
         return "unknown"
-    rtt, loss = rtt or 0.0, loss or 0.0
+    rtt, loss = rtt or 0.0, (loss or 0.0) * 100
     if rtt > POOR_RTT_MS or loss > POOR_LOSS_PCT:
         return "poor"
     if rtt > GOOD_RTT_MS or loss > GOOD_LOSS_PCT:
@@ -174,7 +188,7 @@ def _network_text(network: dict[str, Any], language: str) -> str:
     if online is None:
         return ""
     words = text(language, "online" if online else "offline")
-    where = " · ".join(str(network[k]) for k in ("interface", "address") if network.get(k))
+    where = ", ".join(str(network[k]) for k in ("interface", "address") if network.get(k))
     return f"{words} ({where})" if where else words
 
 

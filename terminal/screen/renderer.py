@@ -27,6 +27,7 @@ from terminal.screen.model import ScreenModel, build
 log = logging.getLogger("roombox.screen")
 
 IDLE_REDRAW_S = 1.0
+STATUS_POLL_S = 1.0           # call statistics and the clock change every second
 THREAD_JOIN_TIMEOUT_S = 5.0
 PAGES: dict[str, Callable[[Painter, ScreenModel], dict]] = {
     "booting": screens.draw_booting,
@@ -57,10 +58,11 @@ class RoomScreen:
     ``toggle_technician()`` opens and closes the health view (mute held 5 s).
     """
 
-    def __init__(self, profile: DisplayProfile, *, language: str = "en",
+    def __init__(self, profile: DisplayProfile, *, language: str = "en", layout: str = "auto",
                  clock: Callable[[], dt.datetime] | None = None) -> None:
         self.profile = profile
         self.language = language
+        self.layout = layout
         self.sink = Compositor()
         self.display: Display | None = None
         self.rendered = threading.Condition()
@@ -68,6 +70,7 @@ class RoomScreen:
         self.last_regions: dict = {}
         self.last_placed: list[Placed] = []
         self.error: str | None = None
+        self.render_thread: str | None = None     # name of the thread that drew the last frame
         self._clock = clock or (lambda: dt.datetime.now().astimezone())
         self._status: dict[str, Any] = {"state": "booting"}
         self._technician = False
@@ -82,7 +85,16 @@ class RoomScreen:
         self._status = status
         self._wake.set()
 
+    async def follow(self, read_status: Callable[[], dict[str, Any]], every_s: float = STATUS_POLL_S) -> None:
+        """Feed ``read_status()`` (e.g. ``Terminal.status``) to the screen every ``every_s``
+        until cancelled; run it as a task of the terminal's TaskGroup. State changes can
+        also call ``update()`` directly so the screen reacts at once."""
+        while True:
+            self.update(read_status())
+            await asyncio.sleep(every_s)
+
     def toggle_technician(self) -> bool:
+        """Open or close the health view (the terminal calls it when mute is held 5 s)."""
         self._technician = not self._technician
         self._wake.set()
         return self._technician
@@ -137,12 +149,13 @@ class RoomScreen:
             if status.get("state") not in ("joining", "leaving"):
                 self.sink.clear()
         duration = time.monotonic() - self._call_started if self._call_started is not None else None
-        model = build(status, self._clock(), language=self.language, technician=self._technician,
-                      call_duration_s=duration)
+        model = build(status, self._clock(), language=self.language, layout=self.layout,
+                      technician=self._technician, call_duration_s=duration)
         regions, placed = render(self.display.canvas(), fonts, model, self.sink)
         self.display.present()
         with self.rendered:
             self.last_regions, self.last_placed = regions, placed
+            self.render_thread = threading.current_thread().name
             self.frames_rendered += 1
             self.rendered.notify_all()
         return in_call and not self._technician

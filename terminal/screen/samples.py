@@ -46,7 +46,14 @@ BASE: dict[str, Any] = {
         {"title": "Quarterly planning", "start": _at(14, 0), "end": _at(15, 30)},
         {"title": "Finished earlier", "start": _at(8, 0), "end": _at(9, 0)}]},
 }
-CALL = {"meeting": "Design review: onboarding flow", "duration_s": 754, "rtt_ms": 42, "loss_pct": 0.2}
+MEETING_URL = "janus+https://meet.example.org/janus?room=4711&pin=***"
+UPCOMING = {"summary": "Design review: onboarding flow", "start": _at(10, 0), "end": _at(10, 45)}
+SESSION = {"connected": True, "duration_s": 754, "rtt_ms": 42.0, "loss": 0.002, "rx_fps": 29.8}
+
+
+def _in_call(**session: Any) -> dict[str, Any]:
+    return {"state": "in_call", "reason": "connected", "call": MEETING_URL, "upcoming": UPCOMING,
+            "call_session": {**SESSION, **session}}
 
 
 def _sample(**changes: Any) -> dict[str, Any]:
@@ -59,7 +66,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name: (status, options: language, technician, participants, layout, active)
     "booting": (_sample(state="booting", reason="starting"), {}),
     "idle": (_sample(calendar={"events": BASE["calendar"]["events"][1:]}), {}),
-    "idle-upcoming": (_sample(), {}),
+    "idle-upcoming": (_sample(upcoming=UPCOMING), {}),
     "idle-zh": (_sample(room={"name": "长城会议室（三楼）", "language": "zh"},
                         calendar={"events": [{"title": "产品评审", "start": _at(10, 0), "end": _at(10, 45)},
                                              {"title": "周会", "start": _at(14, 0), "end": _at(15, 0)}]}), {}),
@@ -69,15 +76,12 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "unprovisioned-zh": (_sample(state="unprovisioned", reason="not enrolled", room={"language": "zh"},
                                  provisioning={"activation_code": "WDJB-MJHT", "verification_url": VERIFICATION_URL}),
                          {}),
-    "joining": (_sample(state="joining", reason="join pressed", call={"meeting": CALL["meeting"]}), {}),
-    "in-call-grid": (_sample(state="in_call", reason="connected", call=CALL),
-                     {"participants": 4, "layout": "grid", "active": "p2"}),
-    "in-call-speaker": (_sample(state="in_call", reason="connected", muted=True,
-                                call={**CALL, "layout": "speaker", "rtt_ms": 220}),
-                        {"participants": 4, "active": "p3"}),
-    "in-call-waiting": (_sample(state="in_call", reason="connected", call={**CALL, "duration_s": 12}),
-                        {"participants": 0}),
-    "leaving": (_sample(state="leaving", reason="leave pressed", call={"meeting": CALL["meeting"]}), {}),
+    "joining": (_sample(state="joining", reason="join pressed", call=MEETING_URL, upcoming=UPCOMING), {}),
+    "in-call-grid": (_sample(**_in_call()), {"participants": 4, "layout": "grid", "active": "p2"}),
+    "in-call-speaker": (_sample(**_in_call(rtt_ms=220.0), muted=True),
+                        {"participants": 4, "layout": "speaker", "active": "p3"}),
+    "in-call-waiting": (_sample(**_in_call(duration_s=12)), {"participants": 0}),
+    "leaving": (_sample(state="leaving", reason="leave pressed", call=MEETING_URL, upcoming=UPCOMING), {}),
     "degraded": (_sample(state="degraded", reason="camera: unavailable (no frames for 5 s on /dev/video0)",
                          lost_devices={"camera": "unavailable (no frames for 5 s on /dev/video0)"}), {}),
     "degraded-zh": (_sample(state="degraded", reason="camera: unavailable",
@@ -108,9 +112,7 @@ def fill(compositor: Compositor, count: int, *, active: str | None = None, frame
 def render_sample(name: str, display, fonts: Fonts, frames: list | None = None):
     """Render sample ``name`` on ``display``; returns (regions, placed, model)."""
     status, options = SAMPLES[name]
-    if "layout" in options:
-        status = {**status, "call": {**status["call"], "layout": options["layout"]}}
-    model = build(status, NOW, technician=options.get("technician", False))
+    model = build(status, NOW, layout=options.get("layout", "auto"), technician=options.get("technician", False))
     compositor = Compositor()
     if model.screen == "in_call":
         fill(compositor, options.get("participants", 0), active=options.get("active"), frames=frames)

@@ -48,9 +48,9 @@ def draw_idle(p: Painter, m: ScreenModel) -> Regions:
     date_bottom = regions["date"][1] + regions["date"][3]
     top = max(p.height * 33 // 100, date_bottom + p.px(0.05))
     if m.upcoming is not None:
-        minutes = max(0, round((m.upcoming.start - m.now).total_seconds() / 60))
-        words = (m.t("upcoming", title=m.upcoming.title, minutes=minutes) if minutes
-                 else m.t("upcoming_now", title=m.upcoming.title))
+        minutes = round((m.upcoming.start - m.now).total_seconds() / 60)
+        key = "upcoming" if minutes > 0 else ("upcoming_now" if minutes == 0 else "upcoming_live")
+        words = m.t(key, title=m.upcoming.title, minutes=minutes)
         banner = (margin, top - p.px(0.02), p.width - 2 * margin, p.px(0.09))
         p.panel(banner, ACCENT)
         regions["upcoming"] = p.text(words, margin + p.px(0.03), banner[1] + banner[3] // 2, TEXT,
@@ -102,10 +102,10 @@ def draw_unprovisioned(p: Painter, m: ScreenModel) -> Regions:
     regions["code"] = p.text(_spaced(m.activation_code) or "—", margin + left_w // 2, y + code_box[3] // 2,
                              0.13, WHITE, weight="bold", anchor="center", max_width=left_w - p.px(0.06))
     y = p.height - margin - p.px(0.1)
-    regions["serial"] = p.text(f"{m.t('serial')}: {m.serial or '—'}", margin, y, SMALL_TEXT, GREY)
+    regions["serial"] = p.text(m.t("labelled", label=m.t("serial"), value=m.serial or "—"), margin, y, SMALL_TEXT, GREY)
     network = m.network_text or "—"
     colour = GREEN if m.is_online else (RED if m.is_online is False else GREY)
-    regions["network"] = p.text(f"{m.t('network')}: {network}", margin, y + p.px(0.05), SMALL_TEXT, colour,
+    regions["network"] = p.text(m.t("labelled", label=m.t("network"), value=network), margin, y + p.px(0.05), SMALL_TEXT, colour,
                                 max_width=left_w)
     side = min(p.width - split - margin, p.height - 2 * margin - p.px(0.12))
     qr_box = (split, (p.height - side) // 2 + p.px(0.04), side, side)

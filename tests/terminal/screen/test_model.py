@@ -33,12 +33,20 @@ def test_unprovisioned_takes_rfc8628_names_and_the_board_serial():
     assert model.is_online is False and model.network_text == "Not connected"
 
 
+def test_the_state_machines_upcoming_meeting_is_announced_and_titles_the_call():
+    upcoming = {"summary": "Board meeting", "start": NOW.replace(hour=10, minute=30).isoformat()}
+    status = {"state": "in_call", "call": "janus+https://x.test/janus?room=1&pin=***", "upcoming": upcoming}
+    model = build(status, NOW)
+    assert model.upcoming is not None and model.upcoming.title == "Board meeting"
+    assert model.meeting_title == "Board meeting"
+
+
 def test_network_quality_comes_from_rtt_and_loss():
-    def quality(**call):
-        return build({"state": "in_call", "call": call}, NOW).quality
-    assert quality(rtt_ms=40, loss_pct=0.1) == "good"
-    assert quality(rtt_ms=200, loss_pct=0.1) == "fair"
-    assert quality(rtt_ms=40, loss_pct=8) == "poor"
+    def quality(**session):
+        return build({"state": "in_call", "call_session": session}, NOW).quality
+    assert quality(rtt_ms=40, loss=0.001) == "good"
+    assert quality(rtt_ms=200, loss=0.001) == "fair"
+    assert quality(rtt_ms=40, loss=0.08) == "poor"
     assert quality(quality="fair", rtt_ms=10) == "fair"
     assert quality() == "unknown"
 

@@ -52,23 +52,30 @@ async def test_room_screen_follows_the_status_and_shows_live_video():
     assert screen.display.is_closed
 
 
-async def test_rendering_a_call_leaves_the_event_loop_responsive():
+async def test_rendering_a_call_happens_off_the_event_loop():
     profile = DisplayProfile(backend="offscreen", width=1920, height=1080, fps=30)
+    frames = participant_frames(4)
     async with RoomScreen(profile, clock=lambda: NOW) as screen:
-        for index, frame in enumerate(participant_frames(4)):
+        for index, frame in enumerate(frames):
             screen.sink.update_participant(f"p{index}", f"P{index}", frame)
         screen.update(SAMPLES["in-call-grid"][0])
         start = screen.frames_rendered
-        worst_lag_s = 0.0
+        handoff_s, worst_lag_s = [], 0.0
         deadline = time.monotonic() + RENDER_TIMEOUT_S
         while screen.frames_rendered < start + 15 and time.monotonic() < deadline:
+            before = time.perf_counter()
+            screen.sink.update_participant("p0", "P0", frames[len(handoff_s) % 4])  # as the decoder does
+            handoff_s.append(time.perf_counter() - before)
             before = time.monotonic()
             await asyncio.sleep(0.005)
             worst_lag_s = max(worst_lag_s, time.monotonic() - before - 0.005)
         assert screen.frames_rendered >= start + 15
-    # The loop only hands over references; a blocked loop would lag by a whole frame's
-    # rendering (tens of ms). Generous bound: this machine is shared with other tests.
-    assert worst_lag_s < 0.05, f"event loop stalled {worst_lag_s * 1000:.0f} ms"
+        assert screen.render_thread == "room-screen"
+    # Handing a frame over is a reference swap, even while a frame is being composed.
+    assert sorted(handoff_s)[len(handoff_s) // 2] < 0.0005
+    # A gross-stall bound only: on this shared 2-core machine the scheduler and the GIL
+    # add spikes of ~20 ms; a renderer on the loop would also fail the thread check above.
+    assert worst_lag_s < 0.1, f"event loop stalled {worst_lag_s * 1000:.0f} ms"
 
 
 async def test_a_display_that_cannot_open_leaves_the_box_running(monkeypatch):
@@ -78,3 +85,28 @@ async def test_a_display_that_cannot_open_leaves_the_box_running(monkeypatch):
         screen.update({"state": "idle"})
     assert "no backend 'no-such-display'" in screen.error
     assert screen.status()["display"] == {"open": False, "error": screen.error}
+
+
+async def test_follow_feeds_the_terminal_status_to_the_screen():
+    states = iter(["booting", "idle", "degraded"])
+    current = {"state": "booting"}
+
+    def read_status():
+        return dict(current)
+
+    async with RoomScreen(DisplayProfile(backend="offscreen", width=640, height=360), clock=lambda: NOW) as screen:
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(screen.follow(read_status, every_s=0.01))
+            for state in states:
+                current["state"] = state
+                async with asyncio.timeout(RENDER_TIMEOUT_S):
+                    while screen._status.get("state") != state:
+                        await asyncio.sleep(0.005)
+            task.cancel()
+        await rendered(screen, screen.frames_rendered + 1)
+    assert "advice" in screen.last_regions          # the degraded page was drawn last
+
+
+def test_the_compositor_is_the_meetings_frame_sink():
+    from terminal.screen_sink import FrameSink
+    assert isinstance(RoomScreen(DisplayProfile()).sink, FrameSink)
