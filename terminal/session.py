@@ -78,6 +78,7 @@ class CallSession:
         self.conference: Conference | None = None
         self.stats = CallStats(self)
         self.is_connected = False
+        self.ever_connected = False
         self.is_muted = False
         self.attempts = 0
         self.rejoins = 0
@@ -105,14 +106,17 @@ class CallSession:
             self.mic_feed = MicrophoneFeed(microphone)
             self.mic_feed.is_muted = self.is_muted
             self.mixer = RemoteAudioMixer(speaker)
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                group.create_task(self.encoder.run(), name="call-video-encoder")
-                group.create_task(self.mic_feed.run(), name="call-microphone")
-                group.create_task(self.mixer.run(), name="call-speaker")
-                group.create_task(self.stats.run(), name="call-stats")
-                group.create_task(self._choose_active_speaker(), name="call-active-speaker")
-                await self._connect_loop()
+            await _unwrapped(self._run_tasks())
+
+    async def _run_tasks(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            group.create_task(self.encoder.run(), name="call-video-encoder")
+            group.create_task(self.mic_feed.run(), name="call-microphone")
+            group.create_task(self.mixer.run(), name="call-speaker")
+            group.create_task(self.stats.run(), name="call-stats")
+            group.create_task(self._choose_active_speaker(), name="call-active-speaker")
+            await self._connect_loop()
 
     async def _open(self, stack: contextlib.AsyncExitStack, kind: str, opener, profile) -> Any:
         try:
@@ -132,7 +136,12 @@ class CallSession:
                 await _unwrapped(conference.run(self))
                 reason = "conference ended"
             except MeetingRejected as exc:
-                raise CallFailed(str(exc)) from None
+                if self.ever_connected and self.meeting.kind == "janus":
+                    # The room was there a moment ago: a restarted Janus recreates its rooms
+                    # after it starts answering, so keep trying rather than give up the call.
+                    reason = str(exc)
+                else:
+                    raise CallFailed(str(exc)) from None
             except ConferenceLost as exc:
                 reason = str(exc)
             finally:
@@ -189,6 +198,7 @@ class CallSession:
         if self.attempts > 1:
             self.rejoins += 1
         self.is_connected = True
+        self.ever_connected = True
         self.connected_at = time.monotonic()
         log.info("call: publishing to %s", self.meeting.redacted())
         self.post(Event("call_connected", {"meeting": self.meeting.redacted()}))

@@ -141,7 +141,7 @@ def unwrap_group(group: BaseExceptionGroup) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    for kind in (MeetingRejected, ConferenceLost):
+    for kind in (MeetingRejected, ConferenceLost, ConferenceError):
         for leaf in leaves:
             if isinstance(leaf, kind):
                 return leaf
