@@ -43,6 +43,9 @@ class SdlDisplay(Display):
             raise DeviceUnavailable(f"display: {self.backend_name} cannot open "
                                     f"(SDL video driver {driver!r}: {exc})") from None
         self.size = self._surface.get_size()
+        # Some framebuffers come up 16- or 24-bit; drawing then happens on a 32-bit canvas
+        # that present() converts in one blit, so callers always get the same pixel layout.
+        self._canvas = self._surface if self._surface.get_bitsize() == 32 else pygame.Surface(self.size, 0, 32)
         pygame.display.set_caption("roombox")
         pygame.mouse.set_visible(False)
         log.info("display: %s open at %dx%d on SDL driver %s", self.backend_name,
@@ -58,9 +61,11 @@ class SdlDisplay(Display):
         return DEFAULT_SIZE
 
     def canvas(self) -> pygame.Surface:
-        return self._surface
+        return self._canvas
 
     def _present(self) -> None:
+        if self._canvas is not self._surface:
+            self._surface.blit(self._canvas, (0, 0))
         pygame.display.flip()
 
     def poll(self) -> None:

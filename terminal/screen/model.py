@@ -102,7 +102,7 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", lay
     notices = status.get("notices") or []
     return ScreenModel(
         screen=screen, language=language,
-        room_name=room.get("name") or text(language, "room_fallback"),
+        room_name=str(room.get("name") or text(language, "room_fallback")),
         now=now, meetings=meetings[:MAX_LISTED_MEETINGS], upcoming=upcoming,
         activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
         verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),

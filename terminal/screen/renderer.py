@@ -29,6 +29,7 @@ log = logging.getLogger("roombox.screen")
 IDLE_REDRAW_S = 1.0
 STATUS_POLL_S = 1.0           # call statistics and the clock change every second
 THREAD_JOIN_TIMEOUT_S = 5.0
+RETRY_S = 1.0
 PAGES: dict[str, Callable[[Painter, ScreenModel], dict]] = {
     "booting": screens.draw_booting,
     "idle": screens.draw_idle,
@@ -131,7 +132,15 @@ class RoomScreen:
             self._opened.set()
         try:
             while not self._stop.is_set():
-                in_call = self._frame(fonts)
+                try:
+                    in_call = self._frame(fonts)
+                except Exception as exc:
+                    # A drawing bug must not end a call or restart the box: the TV keeps
+                    # its last picture, the journal gets the traceback, status the reason.
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    log.exception("screen: drawing failed; retrying in %.0f s", RETRY_S)
+                    in_call = False
+                    self._stop.wait(RETRY_S)
                 self.display.poll()
                 interval = 1.0 / self.profile.fps if in_call else IDLE_REDRAW_S
                 self._wake.wait(interval)
@@ -161,5 +170,6 @@ class RoomScreen:
         return in_call and not self._technician
 
     def status(self) -> dict[str, Any]:
-        return {"display": self.display.status() if self.display else {"open": False, "error": self.error},
-                "frames": self.frames_rendered, "technician": self._technician, **self.sink.status()}
+        return {"display": self.display.status() if self.display else {"open": False},
+                "error": self.error, "frames": self.frames_rendered, "technician": self._technician,
+                **self.sink.status()}

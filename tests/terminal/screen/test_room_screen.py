@@ -84,7 +84,27 @@ async def test_a_display_that_cannot_open_leaves_the_box_running(monkeypatch):
     async with RoomScreen(DisplayProfile(backend="offscreen")) as screen:
         screen.update({"state": "idle"})
     assert "no backend 'no-such-display'" in screen.error
-    assert screen.status()["display"] == {"open": False, "error": screen.error}
+    assert screen.status()["display"] == {"open": False} and screen.status()["error"] == screen.error
+
+
+async def test_a_drawing_error_is_reported_and_the_screen_keeps_going(caplog, monkeypatch):
+    from terminal.screen import renderer
+
+    def broken_page(painter, model):
+        raise ZeroDivisionError("a bug in a page")
+
+    monkeypatch.setitem(renderer.PAGES, "degraded", broken_page)
+    async with RoomScreen(DisplayProfile(backend="offscreen", width=640, height=360), clock=lambda: NOW) as screen:
+        with caplog.at_level("ERROR", logger="roombox.screen"):
+            screen.update({"state": "degraded", "reason": "camera: gone"})
+            async with asyncio.timeout(RENDER_TIMEOUT_S):
+                while screen.error is None:
+                    await asyncio.sleep(0.01)
+        assert "drawing failed" in caplog.text and screen.status()["error"] == "ZeroDivisionError: a bug in a page"
+        drawn = screen.frames_rendered
+        screen.update(SAMPLES["idle"][0])
+        await rendered(screen, drawn + 1)
+        assert "clock" in screen.last_regions
 
 
 async def test_follow_feeds_the_terminal_status_to_the_screen():

@@ -121,3 +121,24 @@ def test_pages_at_720p_keep_the_main_line_readable(fonts):
             x, y, w, h = regions["main"]
             assert x >= 0 and y >= 0 and x + w <= 1280 and y + h <= 720
             assert tuple(small.snapshot()[2, 2]) == BACKGROUND
+
+
+def test_long_names_shrink_then_end_with_dots_and_stay_on_screen(display, fonts):
+    from terminal.screen.model import build
+    from terminal.screen.renderer import render
+    long_name = "The Very Long Name of the Big Boardroom on the Seventh Floor, East Wing, Next to the Kitchen"
+    status = {**samples.SAMPLES["idle"][0], "room": {"name": long_name}}
+    regions, _ = render(display.canvas(), fonts, build(status, samples.NOW))
+    x, y, w, h = regions["room"]
+    assert w <= 1920 * 3 // 5                             # the idle page's room-name column
+    assert MIN_MAIN_TEXT * 1080 * 0.8 <= h < 0.065 * 1080  # shrunk, but no smaller than small text
+
+
+def test_activation_page_without_a_url_shows_the_code_and_no_qr(display, fonts):
+    from terminal.screen.model import build
+    from terminal.screen.renderer import render
+    status = {"state": "unprovisioned", "provisioning": {"activation_code": "ABCD-1234"}}
+    regions, _ = render(display.canvas(), fonts, build(status, samples.NOW))
+    display.present()
+    assert "qr" not in regions
+    assert ink_fraction(display.snapshot(), regions["code"], background=(28, 41, 64)) > 0.1
