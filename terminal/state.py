@@ -214,4 +214,7 @@ def redact(url: str | None) -> str | None:
         return None
     parts = urlsplit(url)
     query = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{netloc.rsplit('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
