@@ -10,8 +10,8 @@ known state in tests and screenshots. Keys read (all optional but ``state``):
   from Terminal.status() and its state machine;
 - ``call_session``: ``rtt_ms`` and ``loss`` (fraction) for the network-quality bars, or a
   ready ``quality`` ("good", "fair", "poor"); ``duration_s`` if the session times the call;
-- ``calendar``: ``events``, a list of {``summary`` (or ``title``), ``start``, ``end``} with
-  times as ISO 8601 strings, datetimes or epoch seconds;
+- ``calendar``: ``next`` (or ``events``), a list of {``summary`` (or ``title``), ``start``,
+  ``end``} with times as ISO 8601 strings, datetimes or epoch seconds;
 - ``room``: ``name``, ``language`` ("en" or "zh");
 - ``provisioning``: ``activation_code`` (or RFC 8628 ``user_code``), ``verification_url``
   (or ``verification_uri``);
@@ -92,7 +92,7 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", lay
         language = "en"
     state = str(status.get("state", "booting"))
     screen = "technician" if technician else (state if state in SCREENS else "degraded")
-    meetings = _meetings((status.get("calendar") or {}).get("events") or (), now)
+    meetings = _meetings(_calendar_list(status.get("calendar") or {}), now)
     upcoming = _announced(status.get("upcoming"), now) or _upcoming(meetings, now)
     session = status.get("call_session") or {}
     provisioning = status.get("provisioning") or {}
@@ -133,6 +133,15 @@ def _time(value: Any, tz: dt.tzinfo | None) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+def _calendar_list(calendar: dict[str, Any]) -> list[Any]:
+    # "next" is the calendar poller's list of coming meetings; "events" may be that list
+    # or, in the poller's own status, only a count.
+    for key in ("next", "events"):
+        if isinstance(calendar.get(key), list):
+            return calendar[key]
+    return []
 
 
 def _announced(upcoming: Any, now: dt.datetime) -> Meeting | None:

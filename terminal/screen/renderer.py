@@ -70,6 +70,7 @@ class RoomScreen:
         self.frames_rendered = 0
         self.last_regions: dict = {}
         self.last_placed: list[Placed] = []
+        self.last_model: ScreenModel | None = None
         self.error: str | None = None
         self.render_thread: str | None = None     # name of the thread that drew the last frame
         self._clock = clock or (lambda: dt.datetime.now().astimezone())
@@ -163,7 +164,7 @@ class RoomScreen:
         regions, placed = render(self.display.canvas(), fonts, model, self.sink)
         self.display.present()
         with self.rendered:
-            self.last_regions, self.last_placed = regions, placed
+            self.last_regions, self.last_placed, self.last_model = regions, placed, model
             self.render_thread = threading.current_thread().name
             self.frames_rendered += 1
             self.rendered.notify_all()

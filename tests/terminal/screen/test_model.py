@@ -78,3 +78,10 @@ def test_mute_and_unknown_states():
     assert build({"state": "in_call", "muted": True}, NOW).is_muted
     assert build({"state": "weird"}, NOW).screen == "degraded"
     assert build({"state": "idle", "room": {"language": "fr"}}, NOW).language == "en"
+
+
+def test_the_calendar_pollers_status_with_only_a_count_lists_nothing():
+    status = {"state": "idle", "calendar": {"url": "https://x.test/cal.ics", "events": 4, "fetches": 2}}
+    assert build(status, NOW).meetings == ()
+    listed = {"state": "idle", "calendar": {"events": 1, "next": [event("Listed", 11, 0)]}}
+    assert [m.title for m in build(listed, NOW).meetings] == ["Listed"]

@@ -130,3 +130,30 @@ async def test_follow_feeds_the_terminal_status_to_the_screen():
 def test_the_compositor_is_the_meetings_frame_sink():
     from terminal.screen_sink import FrameSink
     assert isinstance(RoomScreen(DisplayProfile()).sink, FrameSink)
+
+
+async def test_the_screen_draws_a_real_terminals_status():
+    from hal.profile import load_profile
+    from terminal.app import Terminal
+    from terminal.state import Event
+
+    profile = load_profile("sim")
+    stop = asyncio.Event()
+    async with RoomScreen(profile.display, clock=lambda: NOW) as screen:
+        terminal = Terminal(profile, sink=screen.sink)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(terminal.run(stop))
+            follower = group.create_task(screen.follow(terminal.status, every_s=0.02))
+            await asyncio.wait_for(terminal.reached_idle.wait(), RENDER_TIMEOUT_S)
+            async with asyncio.timeout(RENDER_TIMEOUT_S):
+                while "agenda_title" not in screen.last_regions:    # the idle page
+                    await asyncio.sleep(0.01)
+            terminal.post(Event("device_lost", {"kind": "speaker", "reason": "unplugged"}))
+            async with asyncio.timeout(RENDER_TIMEOUT_S):
+                while "advice" not in screen.last_regions:          # the degraded page
+                    await asyncio.sleep(0.01)
+            follower.cancel()
+            stop.set()
+        assert screen.error is None
+        assert screen.last_model.problem == "The speaker is not working."
+        assert screen.last_model.serial.startswith("SIM")            # the board's serial, read through
