@@ -15,16 +15,6 @@ JOIN_S = 20.0
 MEDIA_S = 15.0
 
 
-async def our_feed(peer: RemotePeer) -> int:
-    """The box's feed id, from the room's publishers events as the peer sees them."""
-    known = {p["id"] for p in peer.publishers}
-    while True:
-        event = await peer.next_event(JOIN_S)
-        for publisher in event["data"].get("publishers", []):
-            if publisher["id"] not in known:
-                return publisher["id"]
-
-
 async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
     janus_url, number = room
     settings = MeetingSettings(meeting_url=meeting_url(janus_url, number))
@@ -37,7 +27,7 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             session = terminal.session
             camera = session.encoder.camera
             assert not camera.is_closed
-            await alice.watch(await our_feed(alice))
+            await alice.watch(await alice.box_feed(JOIN_S))
             # Alice decodes our camera: stamped frames, in capture order.
             await until(lambda: len(alice.stamps) >= 30, MEDIA_S, "alice decoding 30 of our frames")
             counters = [s.counter for s in alice.stamps]

@@ -90,13 +90,11 @@ async def test_remote_mute_mutes_and_only_the_room_unmutes(room):
             await press(terminal, "join")
             await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
             ours = terminal.session.conference.publisher_id
-            await moderator.client.message(moderator.handle, {
-                "request": "moderate", "room": number, "id": ours, "mid": "1", "mute": True})
+            await moderator.request({"request": "moderate", "room": number, "id": ours, "mid": "1", "mute": True})
             await until(lambda: terminal.machine.is_muted, JOIN_S, "muted by the moderator")
             assert terminal.leds.is_mute_lit and terminal.session.mic_feed.is_muted
             assert "mute: muted at the request of room moderator" in terminal.machine.notices
-            await moderator.client.message(moderator.handle, {
-                "request": "moderate", "room": number, "id": ours, "mid": "1", "mute": False})
+            await moderator.request({"request": "moderate", "room": number, "id": ours, "mid": "1", "mute": False})
             await press(terminal, "mute")
             await until(lambda: not terminal.machine.is_muted, 3, "unmuted by the room")
             assert not terminal.leds.is_mute_lit
