@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from media.audio.noise import NoiseFloorTracker
+from media.audio.stft import StreamingStft
+
 OVERSUBTRACT = 1.5        # how many times the predicted residual must be removed
 GAIN_FLOOR = 10 ** (-40 / 20)
 LEAK_SMOOTHING = 0.995    # per frame: ~2 s memory; shorter lets double talk bias it
 LEAK_MIN, LEAK_MAX = 1e-3, 2.0
 PSD_SMOOTHING = 0.6
-NOISE_SMOOTHING = 0.9
-NOISE_RISE = 10 ** (3 / 10 / 100)   # +3 dB per second at most
-NOISE_WARMUP = 50                   # frames before the estimate is used
 NOISE_OVERSUBTRACT = 1.5            # the minimum of a smoothed periodogram underestimates
 GAIN_RELEASE = 0.5        # gains may rise only this fast per frame (avoids musical noise)
 
@@ -34,12 +34,9 @@ class ResidualEchoSuppressor:
         self.block = block
         self.oversubtract = oversubtract
         self.noise_gain = 10 ** (noise_floor_db / 20)
-        n2 = 2 * block
-        self._window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n2) / n2))
         bins = block + 1
-        self._e_prev = np.zeros(block)
-        self._y_prev = np.zeros(block)
-        self._overlap = np.zeros(block)
+        self._stft = StreamingStft(block, channels=2)
+        self._noise = NoiseFloorTracker(bins)
         self._s_e = np.zeros(bins)
         self._s_y = np.zeros(bins)
         self._mean_e = np.zeros(bins)
@@ -48,10 +45,6 @@ class ResidualEchoSuppressor:
         self._var = np.zeros(bins)
         self._gain = np.ones(bins)
         self.leak = np.full(bins, 0.5)
-        self._slow = np.zeros(bins)
-        self._noise = np.zeros(bins)
-        self._noise_frames = 0
-        self._warm = np.full(bins, np.inf)
 
     def process(self, error: np.ndarray, echo: np.ndarray, far_active: bool = True) -> np.ndarray:
         """Return the suppressed output block (delayed by one block).
@@ -60,20 +53,16 @@ class ResidualEchoSuppressor:
         the room noise reduced too (to the noise floor gain): with the far end silent the
         near-end passes untouched, and noise suppression is the separate NS stage's job.
         """
-        w = self._window
-        e_spec = np.fft.rfft(w * np.concatenate([self._e_prev, error]))
-        y_spec = np.fft.rfft(w * np.concatenate([self._y_prev, echo]))
-        self._e_prev = error.copy()
-        self._y_prev = echo.copy()
+        e_spec, y_spec = self._stft.analyse(np.stack([error, echo]))
         p_e = e_spec.real ** 2 + e_spec.imag ** 2
         p_y = y_spec.real ** 2 + y_spec.imag ** 2
         self._update_leak(p_e, p_y)
         s = PSD_SMOOTHING
         self._s_e = s * self._s_e + (1 - s) * p_e
         self._s_y = s * self._s_y + (1 - s) * p_y
-        self._track_noise(p_e)
+        noise_floor = self._noise.update(p_e)
         residual = self.oversubtract * self.leak * self._s_y
-        noise = NOISE_OVERSUBTRACT * self._noise if far_active else 0.0 * self._noise
+        noise = NOISE_OVERSUBTRACT * noise_floor if far_active else np.zeros_like(noise_floor)
         gain = 1.0 - (residual + noise) / (self._s_e + 1e-20)
         # Cells dominated by echo may go to -40 dB; noise-only cells keep a floor, so the
         # room tone stays steady instead of pumping with the far end's speech.
@@ -81,24 +70,7 @@ class ResidualEchoSuppressor:
         gain = np.clip(gain, floor, 1.0)
         gain = np.minimum(gain, self._gain + GAIN_RELEASE)
         self._gain = gain
-        frame = np.fft.irfft(gain * e_spec) * w
-        out = self._overlap + frame[: self.block]
-        self._overlap = frame[self.block:]
-        return out
-
-    def _track_noise(self, p_e: np.ndarray) -> None:
-        # Minimum tracking on a slowly smoothed error PSD: speech and echo come and go, the
-        # noise floor is what remains in their gaps. The estimate falls at once and rises
-        # at most NOISE_RISE per frame, so a talker holding forth is not taken for noise
-        # (a windowed minimum was tried: it climbs onto long near-end sentences).
-        self._slow = NOISE_SMOOTHING * self._slow + (1 - NOISE_SMOOTHING) * p_e
-        self._noise_frames += 1
-        if self._noise_frames <= NOISE_WARMUP:
-            self._warm = np.minimum(self._warm, self._slow)
-            if self._noise_frames == NOISE_WARMUP:
-                self._noise = self._warm
-            return
-        self._noise = np.minimum(self._noise * NOISE_RISE, np.maximum(self._slow, 1e-20))
+        return self._stft.synthesise(gain * e_spec)
 
     def _update_leak(self, p_e: np.ndarray, p_y: np.ndarray) -> None:
         a = LEAK_SMOOTHING

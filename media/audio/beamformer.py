@@ -1,0 +1,81 @@
+"""Delay-and-sum beamformer steered by SRP-PHAT direction of arrival.
+
+Each frame the mic spectra are phase-aligned for a far-field source at the steering
+azimuth and averaged: the talker adds up coherently, diffuse noise and reverberation
+(and talkers elsewhere) do not. The steering follows the DOA estimate only on frames that
+stand clearly above the noise floor and only when the estimate is confident, so the beam
+does not wander toward the fan in pauses. Chosen over MVDR because it cannot cancel the
+talker when the steering is a few degrees off, which matters more in a meeting room than
+the last decibels of interference rejection.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from media.audio.doa import SrpPhatLocator
+from media.audio.stft import StreamingStft
+
+FULL_SCALE = 32768.0
+SPEECH_ABOVE_NOISE_DB = 6.0      # only frames this far above the floor update the DOA
+MIN_CONFIDENCE = 0.1             # below: keep steering where it was
+NOISE_RISE = 10 ** (0.02 / 10)   # per frame: +2 dB/s
+
+
+class DelayAndSumBeamformer:
+    """Turns (frame_size, channels) int16 frames from an array into one int16 channel.
+
+    ``geometry``: (x, y, z) metres per channel, in channel order. Output is one frame
+    late (overlap-add). ``azimuth_deg``/``confidence`` hold the last DOA estimate,
+    ``steering_deg`` where the beam points: it follows the talker unless
+    ``fixed_azimuth_deg`` pins it (a box facing one table). One instance per stream, one
+    thread.
+    """
+
+    def __init__(self, geometry, sample_rate: int, frame_size: int, *,
+                 fixed_azimuth_deg: float | None = None):
+        self.positions = np.asarray(geometry, dtype=np.float64)
+        self.sample_rate = sample_rate
+        self.frame_size = frame_size
+        self.locator = SrpPhatLocator(self.positions, sample_rate, 2 * frame_size)
+        self._stft = StreamingStft(frame_size, channels=len(self.positions))
+        self._omega = 2 * np.pi * np.arange(frame_size + 1) * sample_rate / (2 * frame_size)
+        self.is_fixed = fixed_azimuth_deg is not None
+        self.steering_deg = float(fixed_azimuth_deg or 0.0)
+        self._align = self._alignment(self.steering_deg)
+        self._noise_power: float | None = None
+
+    @property
+    def azimuth_deg(self) -> float | None:
+        return self.locator.azimuth_deg
+
+    @property
+    def confidence(self) -> float:
+        return self.locator.confidence
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Beamform one multi-channel frame; raises ValueError on a channel mismatch."""
+        x = np.asarray(frame, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.positions):
+            raise ValueError(f"beamformer: frames must be (samples, {len(self.positions)}) "
+                             f"for this geometry, got {x.shape}")
+        spectra = self._stft.analyse(x.T / FULL_SCALE)
+        if self._is_speech(x):
+            azimuth, confidence = self.locator.update(spectra)
+            if not self.is_fixed and confidence >= MIN_CONFIDENCE and azimuth != self.steering_deg:
+                self.steering_deg = azimuth
+                self._align = self._alignment(azimuth)
+        beam = np.mean(spectra * self._align, axis=0)
+        out = self._stft.synthesise(beam)
+        return np.clip(np.rint(out * FULL_SCALE), -32768, 32767).astype(np.int16)
+
+    def _alignment(self, azimuth_deg: float) -> np.ndarray:
+        arrival = self.locator.steering_delays(azimuth_deg, self.positions)
+        # Advance each channel by its arrival time: the talker's wavefronts line up.
+        return np.exp(1j * self._omega[None, :] * arrival[:, None])
+
+    def _is_speech(self, x: np.ndarray) -> bool:
+        power = float(np.mean(x * x)) + 1e-6
+        if self._noise_power is None:
+            self._noise_power = power
+        self._noise_power = min(power, self._noise_power * NOISE_RISE)
+        return 10 * np.log10(power / self._noise_power) >= SPEECH_ABOVE_NOISE_DB
