@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 30
 ROOM = 1000
 SUBSCRIBER_TIMEOUT_S = 120
+ROUNDS = 3
 CONFIG = VideoConfig(encoder="libx264", bitrate_bps=2_500_000, max_bitrate_bps=4_000_000,
                      keyframe_interval_s=10, adapt=False)
 
@@ -186,7 +188,7 @@ def run_subscriber(server: J.JanusServer, feed: int, seconds: float) -> dict:
 
 
 async def through_janus(server: J.JanusServer, width: int, height: int, seconds: float,
-                        late_joins: int) -> dict:
+                        late_joins: int, playout_delay_ms: int) -> dict:
     import aioice.ice
     aioice.ice.get_host_addresses = J.only_loopback_addresses
     camera = await asyncio.to_thread(open_camera, CameraProfile(backend="sim", width=width,
@@ -197,7 +199,7 @@ async def through_janus(server: J.JanusServer, width: int, height: int, seconds:
     async with client.session(), asyncio.TaskGroup() as tasks:
         run = tasks.create_task(encoder.run())
         try:
-            await J.create_room(client, ROOM)
+            await J.create_room(client, ROOM, playout_delay_ext=True)
             sender = VideoSender(encoder, adapt=False)
             sender.attach(publisher)
             feed = await J.publish(client, ROOM, publisher)
@@ -209,14 +211,108 @@ async def through_janus(server: J.JanusServer, width: int, height: int, seconds:
             encoded_fps = (encoder.frames_encoded - frames0) / (time.monotonic() - wall0)
             late = [(await asyncio.to_thread(run_subscriber, server, feed, 1.0))["first_picture_s"]
                     for _ in range(late_joins)]
+            browser = None
+            if chromium_binary():
+                cpu0, wall0 = time.process_time(), time.monotonic()
+                browser = await asyncio.to_thread(run_chromium, server, feed, seconds, playout_delay_ms)
+                browser["publisher_cpu"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
             stats = {"steady": steady, "publisher_cpu": cpu, "encoded_fps": encoded_fps,
-                     "late_first_picture_s": late, "encoder": encoder.status(),
+                     "late_first_picture_s": late, "chromium": browser, "encoder": encoder.status(),
                      "sender": sender.status()}
         finally:
             run.cancel()
             await publisher.close()
     camera.close()
     return stats
+
+
+# ---- (b') headless Chromium as the subscriber ---------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                  "--disable-features=WebRtcHideLocalIpsWithMdns"]
+PAGE = Path(__file__).with_name("chromium_page.html")
+
+
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+async def chromium_main(url: str, room: int, feed: int, seconds: float,
+                        playout_delay_ms: int | None) -> dict:
+    """Runs inside Janus's namespace: serves the page on 127.0.0.1, does the Janus signalling
+    for it (join on the page's /offer, start with its /answer) and returns what it measured."""
+    import tempfile
+    client = J.JanusClient(url)
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future = loop.create_future()
+    joined: dict[str, float] = {}
+    offset_us = time.time_ns() // 1000 - time.monotonic_ns() // 1000
+    async with client.session():
+        handle = await client.attach()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            method, target = head.split(" ", 2)[:2]
+            length = next((int(line.split(":")[1]) for line in head.split("\r\n")
+                           if line.lower().startswith("content-length:")), 0)
+            body = json.loads(await reader.readexactly(length)) if length else None
+            reply, kind = b"{}", "application/json"
+            if target.startswith("/?") or target == "/":
+                reply, kind = PAGE.read_bytes(), "text/html"
+            elif target == "/offer":
+                joined["t"] = time.monotonic()
+                event = await client.message(handle, {"request": "join", "ptype": "subscriber",
+                                                      "room": room, "streams": [{"feed": feed}]})
+                reply = json.dumps({"type": "offer", "sdp": event["jsep"]["sdp"]}).encode()
+            elif target == "/answer":
+                await client.message(handle, {"request": "start", "room": room},
+                                     jsep={"type": "answer", "sdp": body["sdp"], "trickle": False})
+                if playout_delay_ms is not None:
+                    # Janus stamps the playout-delay extension on what it forwards: the browser
+                    # renders each frame as soon as it is decoded instead of smoothing.
+                    await client.message(handle, {"request": "configure", "streams": [
+                        {"mid": "0", "min_delay": playout_delay_ms, "max_delay": playout_delay_ms}]})
+            elif target == "/result" and not result.done():
+                result.set_result(body)
+            writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {len(reply)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + reply)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        profile = tempfile.mkdtemp(prefix="bench-chromium-")
+        browser = await asyncio.create_subprocess_exec(
+            chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+            f"http://127.0.0.1:{port}/?offset_us={offset_us}&seconds={seconds}",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            async with asyncio.timeout(seconds + 30):
+                measured = await result
+        finally:
+            browser.terminate()
+            await asyncio.wait_for(browser.wait(), 10)
+            server.close()
+            shutil.rmtree(profile, ignore_errors=True)
+    if "error" in measured:
+        raise RuntimeError(f"chromium page: {measured['error']}")
+    measured["first_picture_s"] = (measured.pop("first_presented_us") - offset_us) / 1e6 - joined["t"]
+    return measured
+
+
+def run_chromium(server: J.JanusServer, feed: int, seconds: float, playout_delay_ms: int) -> dict:
+    out = subprocess.run(["ip", "netns", "exec", server.netns, sys.executable, __file__,
+                          "--chromium", server.url, str(ROOM), str(feed), str(seconds),
+                          str(playout_delay_ms)],
+                         capture_output=True, text=True, timeout=SUBSCRIBER_TIMEOUT_S)
+    if out.returncode != 0:
+        raise RuntimeError(f"chromium subscriber failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -227,11 +323,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per size")
     parser.add_argument("--late-joins", type=int, default=5)
     parser.add_argument("--no-janus", action="store_true", help="only (a), no root needed")
+    parser.add_argument("--playout-delay-ms", type=int, default=0,
+                        help="Chromium subscriber: min=max playout delay Janus asks for; -1: none")
     parser.add_argument("--subscriber", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--chromium", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscriber:
         url, room, feed, seconds = args.subscriber
         print(json.dumps(asyncio.run(subscriber_main(url, int(room), int(feed), float(seconds)))))
+        return
+    if args.chromium:
+        url, room, feed, seconds, delay = args.chromium
+        print(json.dumps(asyncio.run(chromium_main(url, int(room), int(feed), float(seconds),
+                                                   None if int(delay) < 0 else int(delay)))))
         return
     if not args.no_janus and os.geteuid() != 0:
         raise SystemExit("video bench: (b) and (c) need root for a network namespace; use --no-janus")
@@ -239,11 +343,16 @@ def main() -> None:
     for size in args.sizes.split(","):
         width, height = SIZES[size]
         frames, sim_cpu = capture_frames(width, height, 150)
+        # Interleaved rounds, medians: the machine is shared, and load drifts over a minute.
         batch = bare_pyav_cpu_per_frame(frames, width, height, paced=False)
-        bare = bare_pyav_cpu_per_frame(frames, width, height, paced=True)
-        ours, _ = asyncio.run(our_path_cpu_per_frame(frames, width, height, args.seconds / 2))
+        bares, ours = [], []
+        for _ in range(ROUNDS):
+            bares.append(bare_pyav_cpu_per_frame(frames, width, height, paced=True))
+            ours.append(asyncio.run(our_path_cpu_per_frame(frames, width, height, len(frames) / FPS))[0])
+        bare, mine = statistics.median(bares), statistics.median(ours)
         row = {"size": f"{size}{FPS}", "bare_ms": bare * 1000, "batch_ms": batch * 1000,
-               "ours_ms": ours * 1000, "ratio": ours / bare, "sim_camera_ms": sim_cpu * 1000}
+               "ours_ms": mine * 1000, "ratio": mine / bare, "sim_camera_ms": sim_cpu * 1000,
+               "ratios": [o / b for o, b in zip(ours, bares)]}
         if not args.no_janus:
             netns = f"roombox-bench-{os.getpid()}"
             J.create_netns(netns)
@@ -252,7 +361,7 @@ def main() -> None:
                 try:
                     with J.netns_entered(netns):
                         row["janus"] = asyncio.run(through_janus(server, width, height, args.seconds,
-                                                                 args.late_joins))
+                                                                 args.late_joins, args.playout_delay_ms))
                 finally:
                     J.stop_janus(server)
             finally:
@@ -267,7 +376,8 @@ def print_table(rows: list[dict]) -> None:
           f"{'ours % core':>13}")
     for r in rows:
         print(f"{r['size']:<9}{r['bare_ms']:>14.2f}{r['batch_ms']:>14.2f}{r['ours_ms']:>9.2f}"
-              f"{r['ratio']:>7.2f}{r['ours_ms'] * FPS / 10:>12.1f}%")
+              f"{r['ratio']:>7.2f}{r['ours_ms'] * FPS / 10:>12.1f}%   rounds: "
+              + ", ".join(f"{x:.2f}" for x in r["ratios"]))
     janus_rows = [r for r in rows if "janus" in r]
     if not janus_rows:
         return
@@ -281,6 +391,17 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['size']:<9}{pct(ages, 50):>6.1f}{pct(ages, 95):>7.1f}{pct(ages, 99):>7.1f}"
               f"{s['fps']:>6.1f}{s['lost']:>6}{cpu:>8.1f}%"
               f"{cpu - r['sim_camera_ms'] * FPS / 10:>12.1f}%")
+    browser_rows = [r for r in janus_rows if r["janus"]["chromium"]]
+    if browser_rows:
+        print("\n(b') publisher → Janus → headless Chromium, stamp → presented (ms)")
+        print(f"{'size':<9}{'p50':>6}{'p95':>7}{'p99':>7}{'fps':>6}{'lost':>6}{'pub CPU':>9}{'first pic s':>13}")
+        for r in browser_rows:
+            b = r["janus"]["chromium"]
+            ages = b["ages_ms"]
+            print(f"{r['size']:<9}{pct(ages, 50):>6.1f}{pct(ages, 95):>7.1f}{pct(ages, 99):>7.1f}"
+                  f"{b['fps']:>6.1f}{b['lost']:>6}{b['publisher_cpu'] * 100:>8.1f}%{b['first_picture_s']:>13.3f}")
+    else:
+        print("\n(b') skipped: no chromium binary (apt-get install chromium)")
     print("\n(c) late subscriber: join request → first decoded picture (s)")
     for r in janus_rows:
         late = r["janus"]["late_first_picture_s"]

@@ -298,11 +298,14 @@ class JanusClient:
 
 # ---- VideoRoom flows (aiortc peers) -----------------------------------------------------
 
-async def create_room(client: JanusClient, room: int, videocodec: str = "h264") -> None:
-    """A VideoRoom that takes only ``videocodec`` video (Janus's default is VP8)."""
+async def create_room(client: JanusClient, room: int, videocodec: str = "h264",
+                      playout_delay_ext: bool = False) -> None:
+    """A VideoRoom that takes only ``videocodec`` video (Janus's default is VP8).
+    ``playout_delay_ext`` lets subscribers ask browsers to render at once (min/max delay)."""
     handle = await client.attach()
     await client.message(handle, {"request": "create", "room": room, "publishers": 6,
-                                  "videocodec": videocodec, "bitrate": 0, "fir_freq": 0})
+                                  "videocodec": videocodec, "bitrate": 0, "fir_freq": 0,
+                                  "playoutdelay_ext": playout_delay_ext})
 
 
 async def publish(client: JanusClient, room: int, pc, display: str = "box") -> int:
