@@ -1,51 +1,12 @@
-"""Synthetic rooms for the audio tests: speech-like signals through exponentially decaying
-random impulse responses. Deterministic (fixed seeds) and fast to generate."""
+"""Fixtures of the audio tests; the signal helpers live in ``simulated.py``."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-
-def speech_like(seconds: float, rate: int, seed: int) -> np.ndarray:
-    """Coloured noise with a syllable-rate on/off envelope, about -26 dBFS when active."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate)
-    white = rng.standard_normal(n + 64)
-    coloured = np.convolve(white, np.hanning(9), mode="valid")[:n]   # speech-ish tilt
-    syllables = rng.uniform(0.15, 0.35, size=int(seconds * 8) + 2)
-    gates = np.repeat(rng.random(len(syllables)) > 0.25, (syllables * rate).astype(int))[:n]
-    envelope = np.convolve(np.pad(gates, (0, max(0, n - len(gates)))).astype(float),
-                           np.hanning(rate // 50) / (rate // 100), mode="same")[:n]
-    sig = coloured * envelope
-    return sig / np.sqrt(np.mean(sig ** 2) + 1e-20) * 10 ** (-26 / 20)
-
-
-def room_response(rate: int, delay_ms: float, t60_s: float, seed: int, gain: float = 0.5) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    length = int(rate * t60_s * 0.5)
-    t = np.arange(length) / rate
-    h = rng.standard_normal(length) * np.exp(-6.9 * t / t60_s)
-    h[0] = 4.0                                      # direct sound
-    h = np.concatenate([np.zeros(int(delay_ms * rate / 1000)), h])
-    return gain * h / np.sqrt(np.sum(h ** 2))
-
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
-
-
-def run(canceller, mic: np.ndarray, ref: np.ndarray, frame: int) -> np.ndarray:
-    mic16, ref16 = to_int16(mic), to_int16(ref)
-    out = [canceller.process(mic16[i:i + frame], ref16[i:i + frame])
-           for i in range(0, len(mic16) - frame + 1, frame)]
-    return np.concatenate(out).astype(np.float64) / 32768
-
-
-def erle_db(mic: np.ndarray, out: np.ndarray, start: int, stop: int) -> float:
-    return float(10 * np.log10(np.sum(mic[start:stop] ** 2) / (np.sum(out[start:stop] ** 2) + 1e-20)))
+from tests.media.audio import simulated
 
 
 @pytest.fixture
 def room():
-    return {"speech_like": speech_like, "room_response": room_response, "run": run,
-            "erle_db": erle_db}
+    return {"speech_like": simulated.speech_like, "room_response": simulated.room_response,
+            "run": simulated.run, "erle_db": simulated.erle_db}

@@ -5,34 +5,9 @@ import numpy as np
 import pytest
 
 from media.audio import DelayAndSumBeamformer
-from media.audio.doa import SPEED_OF_SOUND_M_S
+from tests.media.audio.simulated import GEOMETRY, array_recording
 
 RATE, FRAME = 16000, 160
-# The sim profile's array: 4 mics on a 32 mm radius circle.
-GEOMETRY = [(0.032, 0.0, 0.0), (0.0, 0.032, 0.0), (-0.032, 0.0, 0.0), (0.0, -0.032, 0.0)]
-
-
-def plane_wave(signal: np.ndarray, azimuth_deg: float, geometry) -> np.ndarray:
-    """(samples, mics): the signal as each mic hears a far-field source at that azimuth."""
-    rad = np.deg2rad(azimuth_deg)
-    u = np.array([np.cos(rad), np.sin(rad), 0.0])
-    arrival = -(np.asarray(geometry) @ u) / SPEED_OF_SOUND_M_S
-    spec = np.fft.rfft(signal)
-    freqs = np.fft.rfftfreq(len(signal), 1 / RATE)
-    return np.stack([np.fft.irfft(spec * np.exp(-2j * np.pi * freqs * t), len(signal))
-                     for t in arrival], axis=1)
-
-
-def array_recording(room, azimuth_deg: float, snr_db: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    talker = room["speech_like"](4, RATE, seed=seed)
-    mics = plane_wave(talker, azimuth_deg, GEOMETRY)
-    # Two weaker reflections from the side walls: a room, not an anechoic chamber.
-    for offset_deg, delay_ms, gain in ((70, 6, 0.4), (-110, 11, 0.3)):
-        delayed = np.concatenate([np.zeros(int(delay_ms * RATE / 1000)), talker])[: len(talker)]
-        mics += gain * plane_wave(delayed, azimuth_deg + offset_deg, GEOMETRY)
-    rng = np.random.default_rng(seed + 100)
-    noise = rng.standard_normal(mics.shape) * np.sqrt(np.mean(talker ** 2)) * 10 ** (-snr_db / 20)
-    return mics, mics + noise
 
 
 def run_beamformer(beamformer, mics: np.ndarray) -> np.ndarray:
@@ -47,7 +22,7 @@ def angle_error(a: float, b: float) -> float:
 
 @pytest.mark.parametrize("azimuth", [30.0, 135.0, 250.0, 333.0])
 def test_doa_within_10_degrees_on_a_simulated_array(room, azimuth):
-    _, mics = array_recording(room, azimuth, snr_db=10, seed=int(azimuth))
+    _, mics = array_recording(azimuth, snr_db=10, seed=int(azimuth))
     beamformer = DelayAndSumBeamformer(GEOMETRY, RATE, FRAME)
     run_beamformer(beamformer, mics)
     assert angle_error(beamformer.azimuth_deg, azimuth) <= 10.0
@@ -56,7 +31,7 @@ def test_doa_within_10_degrees_on_a_simulated_array(room, azimuth):
 
 
 def test_beam_raises_the_talker_over_uncorrelated_noise(room):
-    clean, noisy = array_recording(room, 60.0, snr_db=5, seed=7)
+    clean, noisy = array_recording(60.0, snr_db=5, seed=7)
     steered = DelayAndSumBeamformer(GEOMETRY, RATE, FRAME)
     run_beamformer(steered, noisy)
     assert angle_error(steered.steering_deg, 60.0) <= 10.0

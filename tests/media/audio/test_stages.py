@@ -6,9 +6,9 @@ import pytest
 
 from media.audio import AutomaticGainControl, NoiseSuppressor, build_processor
 from media.audio.errors import AudioConfigError, AudioInputError
+from tests.media.audio.simulated import GEOMETRY, array_recording
 
 RATE, FRAME = 16000, 160
-GEOMETRY = [(0.032, 0.0, 0.0), (0.0, 0.032, 0.0), (-0.032, 0.0, 0.0), (0.0, -0.032, 0.0)]
 
 
 def pcm(x: np.ndarray) -> np.ndarray:
@@ -90,9 +90,7 @@ def test_processor_cancels_echo_through_its_render_and_capture_sides(room):
 
 
 def test_processor_beamforms_an_array_and_reports_the_talker_direction(room):
-    from tests.media.audio.test_array import array_recording
-
-    _, mics = array_recording(room, 120.0, snr_db=15, seed=26)
+    _, mics = array_recording(120.0, snr_db=15, seed=26)
     processor = build_processor(RATE, FRAME, geometry=GEOMETRY)
     x16 = np.clip(np.rint(mics * 32768), -32768, 32767).astype(np.int16)
     outs = [processor.capture(x16[i:i + FRAME]) for i in range(0, len(x16) - FRAME + 1, FRAME)]
