@@ -22,7 +22,9 @@ COMMAND_MODULES = (
     "terminal.commands.call",
     "terminal.commands.hw",
     "terminal.commands.selftest",
+    "terminal.commands.health",
     "provisioning.cli",
+    "media.audio.cli",
 )
 
 

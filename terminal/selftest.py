@@ -257,3 +257,25 @@ async def check_board(profile: HardwareProfile, result: Check) -> None:
         result.reason = f"board: CPU at {info['cpu_temp_c']} °C (at or above {HOT_CPU_C:.0f} °C; check cooling)"
     else:
         result.ok = True
+
+
+def summarise(check: Check) -> str:
+    """The figures a technician reads first, one short line per device."""
+    f = check.figures
+    if not f:
+        return ""
+    if check.device == "camera":
+        return f"{f['size']} at {f['fps']} fps, change {f['mean_change']}"
+    if check.device == "microphone":
+        levels = ", ".join("dead" if v is None else f"{v:.0f}" for v in f["level_dbfs"])
+        return f"{f['channels']} ch @ {f['sample_rate']} Hz, dBFS: {levels}"
+    if check.device == "speaker":
+        return f"{f['tone_hz']} Hz tone {f['played_s']} s at {f['level_dbfs']} dBFS"
+    if check.device == "buttons":
+        return ", ".join(f"{n} {s}" for n, s in f["buttons"].items())
+    if check.device == "leds":
+        return "cycled " + ", ".join(f["cycled"])
+    if check.device == "board":
+        temp = "?" if f["cpu_temp_c"] is None else f"{f['cpu_temp_c']} °C"
+        return f"{f['model']}, serial {f['serial']}, {temp}"
+    return ""

@@ -1,5 +1,6 @@
 """Simulated microphone array: generated speech, a tone, silence or a WAV file, spatialised
-across the channels from the profile's geometry, paced in real time."""
+across the channels from the profile's geometry, plus the echo of whatever the simulated
+speaker plays (hal.sim_room), paced in real time."""
 from __future__ import annotations
 
 import functools
@@ -10,12 +11,14 @@ import numpy as np
 
 from hal.microphone import Microphone
 from hal.profile import MicrophoneProfile
+from hal.sim_room import room
 from hal.wav import read_wav
 
 SPEED_OF_SOUND_M_S = 343.0
 TALKER_AZIMUTH_DEG = 60.0   # where the simulated talker stands, counter-clockwise from +x
 SELF_NOISE_DBFS = -70.0     # independent per channel, like a real MEMS mic's floor
 SPEECH_LOOP_S = 6.0
+BUFFER_S = 0.5              # how late a reader may be before samples are lost
 
 
 class SimMicrophone(Microphone):
@@ -59,8 +62,9 @@ class SimMicrophone(Microphone):
         return delays
 
     def _read_period(self) -> np.ndarray:
-        self._pace()
+        ends_at = self._pace()
         n = self.period_frames
+        echo = room().echo(n, self.sample_rate, ends_at - n / self.sample_rate)
         length = len(self._signal)
         out = np.empty((n, self.channels))
         for ch in range(self.channels):
@@ -68,17 +72,26 @@ class SimMicrophone(Microphone):
             idx = (self._position - self._delays[ch] + np.arange(n)) % length
             out[:, ch] = src[idx]
         self._position = (self._position + n) % length
+        out += echo[:, None]
         out += self._rng.normal(0, 10 ** (SELF_NOISE_DBFS / 20), out.shape)
         return np.clip(out * 32768, -32768, 32767).astype(np.int16)
 
-    def _pace(self) -> None:
+    def _pace(self) -> float:
+        """Wait until the period is due; returns when its last sample was "captured", on a
+        steady timeline (a late thread does not shift the echo it hears)."""
         period_s = self.period_frames / self.sample_rate
         now = time.monotonic()
         if self._next_deadline is None:
             self._next_deadline = now
         if self._next_deadline > now:
             time.sleep(self._next_deadline - now)
-        self._next_deadline = max(self._next_deadline, now - period_s) + period_s
+        if now - self._next_deadline > BUFFER_S:
+            # Later than a device buffer holds: samples are lost, as in an ALSA overrun.
+            self.overruns += 1
+            self._next_deadline = now
+        due = self._next_deadline
+        self._next_deadline += period_s
+        return due
 
     def status(self):
         status = super().status()

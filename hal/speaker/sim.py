@@ -1,4 +1,5 @@
-"""Simulated speaker: takes samples at the device's real-time pace and keeps what was
+"""Simulated speaker: takes samples at the device's real-time pace, sounds them into the
+simulated room (hal.sim_room, so the simulated microphones hear them) and keeps what was
 played, for tests and for the optional ``sink`` WAV written at close."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import numpy as np
 
 from hal.profile import SpeakerProfile
+from hal.sim_room import room
 from hal.speaker import Speaker
 from hal.wav import write_wav
 
@@ -25,7 +27,9 @@ class SimSpeaker(Speaker):
 
     def _write(self, samples: np.ndarray) -> None:
         now = time.monotonic()
-        self._play_until = max(self._play_until, now) + len(samples) / self.sample_rate
+        starts_at = max(self._play_until, now)
+        room().play(samples, self.sample_rate, starts_at)
+        self._play_until = starts_at + len(samples) / self.sample_rate
         ahead = self._play_until - now - BUFFER_S
         if ahead > 0:
             time.sleep(ahead)

@@ -10,6 +10,7 @@ import sys
 from hal.errors import ProfileError
 from hal.profile import load_profile
 from terminal.app import MeetingSettings, Terminal
+from terminal.monitor import DeviceMonitor
 from terminal.notify import SystemdNotifier, notify, ping_watchdog, watchdog_interval_s
 
 
@@ -58,11 +59,14 @@ async def serve(terminal: Terminal, duration_s: float | None) -> int:
         loop.call_later(duration_s, request_stop)
     terminal.machine.add_listener(notifier)
     interval_s = watchdog_interval_s()
+    monitor = DeviceMonitor(terminal.profile, terminal.post)
     async with asyncio.TaskGroup() as group:
-        watchdog = group.create_task(ping_watchdog(interval_s)) if interval_s else None
+        helpers = [group.create_task(monitor.run(), name="device-monitor")]
+        if interval_s:
+            helpers.append(group.create_task(ping_watchdog(interval_s), name="watchdog"))
         try:
             await terminal.run(stop)
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            for task in helpers:
+                task.cancel()
     return 0

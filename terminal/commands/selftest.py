@@ -8,7 +8,7 @@ import sys
 
 from hal.errors import ProfileError
 from hal.profile import load_profile
-from terminal.selftest import Check, run_selftest
+from terminal.selftest import Check, run_selftest, summarise
 
 DEFAULT_PROFILE = "sim"
 
@@ -49,25 +49,3 @@ def print_table(profile_name: str, checks: list[Check]) -> None:
                       "[green]pass[/]" if check.ok else "[red]FAIL[/]",
                       escape(summarise(check)), escape(check.reason))
     Console().print(table)
-
-
-def summarise(check: Check) -> str:
-    """The figures a technician reads first, one short line per device."""
-    f = check.figures
-    if not f:
-        return ""
-    if check.device == "camera":
-        return f"{f['size']} at {f['fps']} fps, change {f['mean_change']}"
-    if check.device == "microphone":
-        levels = ", ".join("dead" if v is None else f"{v:.0f}" for v in f["level_dbfs"])
-        return f"{f['channels']} ch @ {f['sample_rate']} Hz, dBFS: {levels}"
-    if check.device == "speaker":
-        return f"{f['tone_hz']} Hz tone {f['played_s']} s at {f['level_dbfs']} dBFS"
-    if check.device == "buttons":
-        return ", ".join(f"{n} {s}" for n, s in f["buttons"].items())
-    if check.device == "leds":
-        return "cycled " + ", ".join(f["cycled"])
-    if check.device == "board":
-        temp = "?" if f["cpu_temp_c"] is None else f"{f['cpu_temp_c']} °C"
-        return f"{f['model']}, serial {f['serial']}, {temp}"
-    return ""
