@@ -64,7 +64,7 @@ class MarkerJitterBuffer(JitterBuffer):
         self._on_frame = on_frame
         self._packets: dict[int, RtpPacket] = {}
         self._next_seq: int | None = None
-        self._complete_after_gap = 0
+        self._held_markers = 0
         self.needs_keyframe = True
         self._last_pli = float("-inf")
         # No PLI up front: a sender starts with a keyframe anyway; joining mid-stream, the
@@ -90,8 +90,9 @@ class MarkerJitterBuffer(JitterBuffer):
             self._next_seq, delta = packet.sequence_number, 0
         if delta < 0:
             self.late_packets += 1       # already released or given up
-        else:
+        elif packet.sequence_number not in self._packets:   # a retransmission may repeat one
             self._packets[packet.sequence_number] = packet
+            self._held_markers += packet.marker
             self._release()
             if len(self._packets) > MAX_BUFFERED_PACKETS:
                 self._skip_gap()
@@ -110,7 +111,7 @@ class MarkerJitterBuffer(JitterBuffer):
                 return
             packets, end_seq = frame
             for seq in range(len(packets)):
-                self._packets.pop((self._next_seq + seq) & 0xFFFF, None)
+                self._drop((self._next_seq + seq) & 0xFFFF)
             self._next_seq = (end_seq + 1) & 0xFFFF
             self._emit(packets)
 
@@ -130,7 +131,12 @@ class MarkerJitterBuffer(JitterBuffer):
 
     def _later_frames_complete(self) -> int:
         # The frame at _next_seq is incomplete, so every marker held ends a later frame.
-        return sum(1 for p in self._packets.values() if p.marker)
+        return self._held_markers
+
+    def _drop(self, seq: int) -> None:
+        packet = self._packets.pop(seq, None)
+        if packet is not None:
+            self._held_markers -= packet.marker
 
     def _skip_gap(self) -> None:
         """Give up on the missing packet(s): resume at the first frame that starts after a
@@ -145,7 +151,7 @@ class MarkerJitterBuffer(JitterBuffer):
             resume = (ordered[-1] + 1) & 0xFFFF if ordered else self._next_seq
         for seq in ordered:
             if _seq_delta(seq, resume) < 0:
-                del self._packets[seq]
+                self._drop(seq)
         self._next_seq = resume
         self.request_keyframe()
 
