@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from fractions import Fraction
 
 import av
 import pytest
 
+from hal.camera import Camera
 from hal.camera import stamp as stamps
+from hal.profile import CameraProfile
 from media.video import (AnnexBFileOutput, EncodedOutput, NoEncoderAvailable, VideoConfig,
                          VideoConfigError, VideoEncoder, choose_encoder)
 from media.video.chain import ENV_OVERRIDE, ORDER, candidates
@@ -148,3 +151,43 @@ async def test_target_bitrate_steers_libx264_live(camera):
     low = sum(p.size for p, _ in recorder.packets[90:120]) / 30
     assert low < 0.5 * high, f"bytes/frame {high:.0f} at 1 Mbit/s vs {low:.0f} at 150 kbit/s"
     assert not any(k for _, k in recorder.packets[1:]), "a live rate change needs no keyframe"
+
+
+class H264Camera(Camera):
+    """The lowest seam for a camera that encodes H.264 itself (a UVC camera's packets()):
+    real H.264 made by libx264 beforehand, handed out packet by packet."""
+
+    backend = "uvc-h264-fake"
+
+    def __init__(self, packets: list[av.Packet]) -> None:
+        super().__init__(CameraProfile(backend="sim", width=320, height=240, fps=30))
+        self._packets = packets
+
+    async def packets(self):
+        for packet in self._packets:
+            yield packet
+
+
+def encode_stamped(camera, count: int) -> list[av.Packet]:
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = camera.width, camera.height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, 90000), Fraction(30)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    frames = [camera.capture() for _ in range(count)]
+    return [p for f in frames for p in encoder.encode(f)] + list(encoder.encode(None))
+
+
+async def test_camera_encoded_h264_is_chosen_first_and_passed_through_untouched(camera):
+    made = await asyncio.to_thread(encode_stamped, camera, 20)
+    native = H264Camera(made)
+    choice = await choose_encoder(native, VideoConfig(), environ={})
+    assert choice.name == "camera" and choice.is_hardware and choice.attempts == []
+    encoder = VideoEncoder(native, VideoConfig(), choice)
+    recorder = Recorder(len(made))
+    encoder.add_output(recorder)
+    recorder.start()
+    await asyncio.wait_for(encoder.run(), WAIT_S)
+    assert [bytes(p) for p, _ in recorder.packets] == [bytes(p) for p in made]
+    decoder = av.CodecContext.create("h264", "r")
+    counters = [stamps.read_frame(f).counter for p, _ in recorder.packets for f in decoder.decode(p)]
+    assert counters == list(range(counters[0], counters[0] + len(counters))) and len(counters) >= 19
