@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "terminal.commands.hw",
     "terminal.commands.selftest",
     "terminal.commands.health",
+    "terminal.commands.diag",
     "provisioning.cli",
     "media.audio.cli",
 )
