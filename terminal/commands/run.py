@@ -10,6 +10,8 @@ import sys
 from hal.errors import ProfileError
 from hal.profile import load_profile
 from terminal.app import MeetingSettings, Terminal
+from terminal.cli import roombox_version
+from terminal.metrics import DEFAULT_LISTEN, TerminalCollector, parse_listen, serve_metrics
 from terminal.monitor import DeviceMonitor
 from terminal.notify import SystemdNotifier, notify, ping_watchdog, watchdog_interval_s
 
@@ -25,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the room calendar: an iCalendar feed or CalDAV collection (http/https)")
     parser.add_argument("--control-socket", default=None, metavar="PATH",
                         help="control socket (default: $ROOMBOX_CONTROL_SOCKET or /run/roombox/control.sock)")
+    parser.add_argument("--metrics", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"Prometheus endpoint (default {DEFAULT_LISTEN}, loopback only; 'off' disables)")
     parser.set_defaults(func=main)
 
 
@@ -34,14 +38,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
         settings = MeetingSettings.from_args(args)
+        if args.metrics != "off":
+            parse_listen(args.metrics)
     except (ProfileError, ValueError) as exc:
         print(f"roombox: {exc}", file=sys.stderr)
         notify(f"STATUS=configuration error: {exc}")
         return 2
-    return asyncio.run(serve(Terminal(profile, settings), args.duration))
+    metrics = None if args.metrics == "off" else args.metrics
+    return asyncio.run(serve(Terminal(profile, settings), args.duration, metrics))
 
 
-async def serve(terminal: Terminal, duration_s: float | None) -> int:
+async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: str | None = None) -> int:
     """Run the terminal with systemd's notify protocol and watchdog until a signal (or
     ``duration_s``) stops it."""
     stop = asyncio.Event()
@@ -64,6 +71,9 @@ async def serve(terminal: Terminal, duration_s: float | None) -> int:
         helpers = [group.create_task(monitor.run(), name="device-monitor")]
         if interval_s:
             helpers.append(group.create_task(ping_watchdog(interval_s), name="watchdog"))
+        if metrics_listen:
+            collector = TerminalCollector(terminal.status, roombox_version())
+            helpers.append(group.create_task(serve_metrics(collector, metrics_listen), name="metrics"))
         try:
             await terminal.run(stop)
         finally:
