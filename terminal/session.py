@@ -238,6 +238,7 @@ class CallSession:
             "meeting": self.meeting.redacted(), "connected": self.is_connected,
             "attempts": self.attempts, "rejoins": self.rejoins, "last_error": self.last_error,
             "muted": self.is_muted, "camera_open": self.encoder is not None and not self.encoder.camera.is_closed,
+            "encoder": self.encoder.choice.name if self.encoder else None,
             "participants": {p: r.status() for p, r in self.remote.items()},
             **self.stats.summary()}
         if self.conference is not None:

@@ -62,8 +62,8 @@ def format_status(status: dict) -> str:
         lines.append(f"call:       {call['meeting']} · {'connected' if call['connected'] else 'connecting'}"
                      f" · rejoins {call['rejoins']}")
         lines.append(f"media:      send {call.get('tx_video_kbps', '-')} kbit/s video at "
-                     f"{call.get('tx_fps', '-')} fps · receive {call.get('rx_video_kbps', '-')} kbit/s · "
-                     f"RTT {call.get('rtt_ms', '-')} ms · loss {call.get('loss', '-')}")
+                     f"{call.get('tx_fps', '-')} fps · receive {call.get('rx_kbps', '-')} kbit/s · "
+                     f"RTT {call.get('rtt_ms', '-')} ms · loss {call.get('tx_loss', '-')}")
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")

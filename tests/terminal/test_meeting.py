@@ -41,6 +41,12 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             speaker = session.mixer.speaker
             await until(lambda: has_tone(speaker.played()[-9600:], 440), MEDIA_S,
                         "alice's 440 Hz tone on our speaker")
+            # The status aggregate carries the call's figures (sampled once a second).
+            await until(lambda: session.status().get("rx_kbps"), MEDIA_S, "call figures")
+            figures = terminal.status()["call_session"]
+            assert figures["connected"] and figures["tx_video_kbps"] > 0 and figures["tx_audio_kbps"] > 0
+            assert figures["tx_fps"] > 10 and figures["rx_fps"] > 10
+            assert figures["participants"][str(alice.feed_id)]["display"] == "alice"
             # Mute: the LED lights and Alice hears silence; unmute brings the tone back.
             await press(terminal, "mute")
             await until(lambda: terminal.machine.is_muted and terminal.leds.is_mute_lit, 3, "muted")
