@@ -85,6 +85,7 @@ class ProvisioningAgent:
         self.last_error = ""
         self.last_checkin: float | None = None
         self.user_code: str | None = None
+        self.verification_uri: str | None = None
         if self.identity.is_enrolled:
             self._open_stores()
 
@@ -126,7 +127,8 @@ class ProvisioningAgent:
 
     def status(self) -> dict:
         return {"state": self.state, "serial": self.identity.serial, "service": self._url,
-                "user_code": self.user_code, "last_checkin": self.last_checkin,
+                "user_code": self.user_code, "verification_uri": self.verification_uri,
+                "last_checkin": self.last_checkin,
                 "config_version": self.store.version if self.store else 0,
                 "last_rollback": self.store.last_rollback if self.store else None,
                 "last_error": self.last_error}
@@ -187,6 +189,10 @@ class ProvisioningAgent:
         """Poll the token endpoint (RFC 8628); False when the code expired (ask for a new one)."""
         self.state = "awaiting_approval"
         self.user_code = grant["user_code"]
+        self.verification_uri = grant["verification_uri_complete"]
+        # Warning level on purpose: it needs a person, and must show at the default level.
+        log.warning("provisioning: activation code %s for %s; approve it at %s",
+                    self.user_code, self.identity.serial, self.verification_uri)
         await self._post("activation_code", **{k: grant[k] for k in (
             "user_code", "verification_uri", "verification_uri_complete", "expires_in")})
         interval = float(grant["interval"])
@@ -209,7 +215,7 @@ class ProvisioningAgent:
 
     async def _enrolled(self, body: dict) -> None:
         self.identity.save_enrolment(body)
-        self.user_code = None
+        self.user_code = self.verification_uri = None
         self._open_stores()
         log.info("provisioning: enrolled %s with %s", self.identity.serial, self._url)
         await self._post("enrolled", serial=self.identity.serial, service_url=self._url)
