@@ -371,6 +371,8 @@ def main() -> None:
 
 
 def print_table(rows: list[dict]) -> None:
+    print("\nload average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+          + f" on {os.cpu_count()} CPUs (a shared machine: other work shifts the tails)")
     print("\n(a) CPU per frame, capture → encode → packetise vs bare PyAV libx264 (same frames)")
     print(f"{'size':<9}{'bare paced ms':>14}{'bare batch ms':>14}{'ours ms':>9}{'ratio':>7}"
           f"{'ours % core':>13}")
