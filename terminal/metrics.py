@@ -109,11 +109,11 @@ class TerminalCollector:
                                   value=float(call.get("rejoins") or 0))
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` (IPv6 in brackets); raises ValueError naming what was expected."""
+def parse_listen(text: str, option: str = "--metrics") -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets); raises ValueError naming the option and what was expected."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--metrics must be HOST:PORT (e.g. {DEFAULT_LISTEN}) or 'off', got {text!r}")
+        raise ValueError(f"{option} must be HOST:PORT (e.g. {DEFAULT_LISTEN}) or 'off', got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -13,6 +13,8 @@ from terminal.app import MeetingSettings, Terminal
 from terminal.cli import roombox_version
 from terminal.metrics import DEFAULT_LISTEN, TerminalCollector, parse_listen, serve_metrics
 from terminal.monitor import DeviceMonitor
+from terminal.status_page.access import TechnicianAccess
+from terminal.status_page.server import StatusPage, serve_status_page
 from terminal.notify import SystemdNotifier, notify, ping_watchdog, watchdog_interval_s
 
 
@@ -29,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="control socket (default: $ROOMBOX_CONTROL_SOCKET or /run/roombox/control.sock)")
     parser.add_argument("--metrics", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"Prometheus endpoint (default {DEFAULT_LISTEN}, loopback only; 'off' disables)")
+    parser.add_argument("--status-page", default="off", metavar="HOST:PORT",
+                        help="serve the technician status page (default off; needs a technician code)")
     parser.set_defaults(func=main)
 
 
@@ -38,17 +42,20 @@ def main(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
         settings = MeetingSettings.from_args(args)
-        if args.metrics != "off":
-            parse_listen(args.metrics)
+        for option, value in (("--metrics", args.metrics), ("--status-page", args.status_page)):
+            if value != "off":
+                parse_listen(value, option)
     except (ProfileError, ValueError) as exc:
         print(f"roombox: {exc}", file=sys.stderr)
         notify(f"STATUS=configuration error: {exc}")
         return 2
     metrics = None if args.metrics == "off" else args.metrics
-    return asyncio.run(serve(Terminal(profile, settings), args.duration, metrics))
+    status_page = None if args.status_page == "off" else args.status_page
+    return asyncio.run(serve(Terminal(profile, settings), args.duration, metrics, status_page))
 
 
-async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: str | None = None) -> int:
+async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: str | None = None,
+                status_page_listen: str | None = None) -> int:
     """Run the terminal with systemd's notify protocol and watchdog until a signal (or
     ``duration_s``) stops it."""
     stop = asyncio.Event()
@@ -74,6 +81,10 @@ async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: st
         if metrics_listen:
             collector = TerminalCollector(terminal.status, roombox_version())
             helpers.append(group.create_task(serve_metrics(collector, metrics_listen), name="metrics"))
+        if status_page_listen:
+            page = StatusPage(terminal.status, TechnicianAccess(), terminal.profile.name)
+            host, port = parse_listen(status_page_listen, "--status-page")
+            helpers.append(group.create_task(serve_status_page(page, host, port), name="status-page"))
         try:
             await terminal.run(stop)
         finally:
