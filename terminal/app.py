@@ -35,6 +35,7 @@ LED_PATTERNS = {
 }
 BOARD_REFRESH_S = 10.0
 LEAVE_TIMEOUT_S = 10.0
+ICE_HOSTS_ENV = "ROOMBOX_ICE_HOST_ADDRESSES"   # e.g. "127.0.0.1" in a loopback-only namespace
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class MeetingSettings:
     display_name: str = "roombox"
     control_path: str | None = None
     verify_tls: bool | str = True
+    ice_host_addresses: tuple[str, ...] = ()   # () = every address aioice finds
     video: Any = None          # media.video.VideoConfig, or None for its defaults
 
     def __post_init__(self) -> None:
@@ -60,9 +62,12 @@ class MeetingSettings:
     @classmethod
     def from_args(cls, args: Any) -> "MeetingSettings":
         """From ``roombox run``'s options (--meeting, --calendar, --control-socket)."""
+        import os
+
         from terminal.control import default_path
+        hosts = tuple(a.strip() for a in os.environ.get(ICE_HOSTS_ENV, "").split(",") if a.strip())
         return cls(meeting_url=args.meeting, calendar_url=args.calendar,
-                   control_path=args.control_socket or default_path())
+                   control_path=args.control_socket or default_path(), ice_host_addresses=hosts)
 
 
 class Terminal:
@@ -77,6 +82,7 @@ class Terminal:
         self.session = None                      # terminal.session.CallSession while in a call
         self._session_task: asyncio.Task | None = None
         self._end_reason = "left"
+        self._encoder_name: str | None = None    # the encoder the last call chose
         self._waiters: dict[int, asyncio.Future] = {}
         self.control = None                      # terminal.control.ControlServer, if configured
         self.calendar = None                     # terminal.calendar.CalendarPoller, if configured
@@ -152,15 +158,20 @@ class Terminal:
 
     async def _run_session(self, url: str) -> None:
         from terminal.conference import ConferenceError
-        from terminal.session import CallSession
+        from terminal.session import CallSession, limit_ice_host_addresses
 
+        if self.settings.ice_host_addresses:
+            limit_ice_host_addresses(self.settings.ice_host_addresses)
         try:
             self.session = CallSession(
                 url, self.profile, self.post, self.sink, ice_servers=self.settings.ice_servers,
                 video_config=self.settings.video, display_name=self.settings.display_name,
-                verify_tls=self.settings.verify_tls)
+                verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name)
             self.session.set_muted(self.machine.is_muted)
-            await self.session.run()
+            try:
+                await self.session.run()
+            finally:
+                self._encoder_name = self.session.encoder_name
             self._end_reason = "the call ended"
         except ConferenceError as exc:
             self._end_reason = str(exc)

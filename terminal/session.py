@@ -47,6 +47,26 @@ class CallFailed(ConferenceError, RuntimeError):
     """The call cannot start or go on (a device will not open, the meeting is rejected)."""
 
 
+def limit_ice_host_addresses(addresses: tuple[str, ...]) -> None:
+    """Gather ICE host candidates only on ``addresses`` (process-wide).
+
+    aioice offers every interface's addresses and none on 127.0.0.1; a box on a private
+    network namespace (tests, the loopback benchmark) or with several networks names the
+    ones to use here. aioice has no option for it, so its discovery function is wrapped."""
+    import aioice.ice
+
+    wanted = list(addresses)
+    discover = getattr(aioice.ice.get_host_addresses, "roombox_original", aioice.ice.get_host_addresses)
+
+    def host_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+        found = set(discover(use_ipv4, use_ipv6))
+        # 127.0.0.1 is never "found" by aioice; naming it is how loopback-only setups ask for it.
+        return [a for a in wanted if a in found or a.startswith("127.")]
+
+    host_addresses.roombox_original = discover
+    aioice.ice.get_host_addresses = host_addresses
+
+
 def backoff_s(attempt: int, rng: random.Random = random.Random()) -> float:
     """Full-jitter exponential backoff: uniform in [50 %, 100 %] of min(max, first·2^n)."""
     ceiling = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** attempt)
@@ -63,8 +83,9 @@ class CallSession:
     def __init__(self, meeting_url: str, profile: HardwareProfile, post: Callable[[Event], None],
                  sink: FrameSink | None = None, *, ice_servers: tuple[RTCIceServer, ...] = (),
                  video_config: VideoConfig | None = None, display_name: str = "roombox",
-                 verify_tls: bool | str = True) -> None:
+                 verify_tls: bool | str = True, encoder_name: str | None = None) -> None:
         self.meeting = parse_meeting_url(meeting_url)   # MeetingRejected for a bad URL
+        self.encoder_name = encoder_name
         self.profile = profile
         self.post = post
         self.sink = sink if sink is not None else RecordingSink()
@@ -99,7 +120,14 @@ class CallSession:
             microphone = await self._open(devices, "microphone", open_microphone, self.profile.microphone)
             speaker = await self._open(devices, "speaker", open_speaker, self.profile.speaker)
             try:
-                choice = await choose_encoder(camera, self.video_config)
+                # The encoder that won last time is tried alone first: probing the whole
+                # chain again would cost every join about half a second.
+                choice = None
+                if self.encoder_name:
+                    with contextlib.suppress(VideoError):
+                        choice = await choose_encoder(camera, self.video_config, order=[self.encoder_name])
+                choice = choice or await choose_encoder(camera, self.video_config)
+                self.encoder_name = choice.name
             except VideoError as exc:
                 raise CallFailed(str(exc)) from None
             self.encoder = VideoEncoder(camera, self.video_config, choice)
