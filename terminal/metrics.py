@@ -7,7 +7,6 @@ meeting content: states, levels, rates and counts only.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Callable, Iterator
 
 from aiohttp import web
@@ -16,8 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from terminal.state import State
-
-log = logging.getLogger("roombox.metrics")
+from terminal.web import serve_app
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 CALL_RATES = {  # status key -> (direction, media)
@@ -127,19 +125,5 @@ async def serve_metrics(collector: TerminalCollector, listen: str, started: asyn
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     host, port = parse_listen(listen)
-    try:
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            # Metrics are for IT's dashboards; the room's call never depends on them.
-            log.warning("metrics: cannot listen on %s:%d (%s); no metrics this run", host, port, exc.strerror)
-            return
-        log.info("metrics: serving http://%s:%d/metrics", host, port)
-        if started is not None:
-            started.set()
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(app, host, port, "metrics", started)

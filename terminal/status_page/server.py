@@ -12,6 +12,7 @@ from aiohttp import web
 
 from terminal.diag import mask_secrets
 from terminal.status_page.access import TechnicianAccess
+from terminal.web import serve_app
 
 log = logging.getLogger("roombox.status_page")
 
@@ -115,17 +116,4 @@ def _escape(text: str) -> str:
 
 async def serve_status_page(page: StatusPage, host: str, port: int, started: asyncio.Event | None = None) -> None:
     """Serve until cancelled. A port in use is logged; the box goes on without the page."""
-    runner = web.AppRunner(page.app, access_log=None)
-    await runner.setup()
-    try:
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            log.warning("status page: cannot listen on %s:%d (%s)", host, port, exc.strerror)
-            return
-        log.info("status page: serving http://%s:%d/", host, port)
-        if started is not None:
-            started.set()
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(page.app, host, port, "status page", started)
