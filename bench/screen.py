@@ -104,7 +104,7 @@ def pages(runs: int, fonts: Fonts) -> list[tuple[str, float]]:
     rows = []
     for name in ("idle", "unprovisioned"):
         model = build(SAMPLES[name][0], NOW)
-        rows.append((f"1080p page: {name}", timed(lambda: render(display.canvas(), fonts, model), runs)))
+        rows.append((f"1080p page: {name}", timed(lambda model=model: render(display.canvas(), fonts, model), runs)))
     display.close()
     return rows
 

@@ -30,6 +30,7 @@ IDLE_REDRAW_S = 1.0
 STATUS_POLL_S = 1.0           # call statistics and the clock change every second
 THREAD_JOIN_TIMEOUT_S = 5.0
 RETRY_S = 1.0
+MIN_PAUSE_SHARE = 0.25
 PAGES: dict[str, Callable[[Painter, ScreenModel], dict]] = {
     "booting": screens.draw_booting,
     "idle": screens.draw_idle,
@@ -133,18 +134,25 @@ class RoomScreen:
             self._opened.set()
         try:
             while not self._stop.is_set():
+                started = time.monotonic()
                 try:
                     in_call = self._frame(fonts)
                 except Exception as exc:
                     # A drawing bug must not end a call or restart the box: the TV keeps
-                    # its last picture, the journal gets the traceback, status the reason.
-                    self.error = f"{type(exc).__name__}: {exc}"
-                    log.exception("screen: drawing failed; retrying in %.0f s", RETRY_S)
+                    # its last picture, the journal gets the traceback (once per distinct
+                    # error, not every second), status the reason.
+                    error = f"{type(exc).__name__}: {exc}"
+                    if error != self.error:
+                        log.exception("screen: drawing failed; retrying every %.0f s", RETRY_S)
+                    self.error = error
                     in_call = False
                     self._stop.wait(RETRY_S)
                 self.display.poll()
                 interval = 1.0 / self.profile.fps if in_call else IDLE_REDRAW_S
-                self._wake.wait(interval)
+                # Pace to the frame rate, but always pause a quarter interval: a board too
+                # slow for the rate shows fewer frames instead of starving audio and encode.
+                spent = time.monotonic() - started
+                self._wake.wait(max(interval - spent, interval * MIN_PAUSE_SHARE))
                 self._wake.clear()
         finally:
             self.display.close()
@@ -163,6 +171,7 @@ class RoomScreen:
                       technician=self._technician, call_duration_s=duration)
         regions, placed = render(self.display.canvas(), fonts, model, self.sink)
         self.display.present()
+        self.error = None
         with self.rendered:
             self.last_regions, self.last_placed, self.last_model = regions, placed, model
             self.render_thread = threading.current_thread().name

@@ -102,11 +102,11 @@ def draw_unprovisioned(p: Painter, m: ScreenModel) -> Regions:
     regions["code"] = p.text(_spaced(m.activation_code) or "—", margin + left_w // 2, y + code_box[3] // 2,
                              0.13, WHITE, weight="bold", anchor="center", max_width=left_w - p.px(0.06))
     y = p.height - margin - p.px(0.1)
-    regions["serial"] = p.text(m.t("labelled", label=m.t("serial"), value=m.serial or "—"), margin, y, SMALL_TEXT, GREY)
-    network = m.network_text or "—"
+    serial = m.t("labelled", label=m.t("serial"), value=m.serial or "—")
+    regions["serial"] = p.text(serial, margin, y, SMALL_TEXT, GREY)
+    network = m.t("labelled", label=m.t("network"), value=m.network_text or "—")
     colour = GREEN if m.is_online else (RED if m.is_online is False else GREY)
-    regions["network"] = p.text(m.t("labelled", label=m.t("network"), value=network), margin, y + p.px(0.05), SMALL_TEXT, colour,
-                                max_width=left_w)
+    regions["network"] = p.text(network, margin, y + p.px(0.05), SMALL_TEXT, colour, max_width=left_w)
     side = min(p.width - split - margin, p.height - 2 * margin - p.px(0.12))
     qr_box = (split, (p.height - side) // 2 + p.px(0.04), side, side)
     if m.verification_url:

@@ -30,7 +30,7 @@ def test_each_participants_frame_appears_in_its_grid_tile():
     placed, image = compose(compositor, canvas)
     expected_rects = [(0, 0, 960, 540), (960, 0, 960, 540), (0, 540, 960, 540), (960, 540, 960, 540)]
     assert [p.video_rect for p in placed] == expected_rects
-    for tile, frame in zip(placed, frames):
+    for tile, frame in zip(placed, frames, strict=True):
         assert stamp_in(image, tile.video_rect) == stamp.read_frame(frame), tile.participant_id
 
 

@@ -52,7 +52,8 @@ def test_network_quality_comes_from_rtt_and_loss():
 
 
 def test_degraded_says_in_plain_words_what_is_wrong_and_what_to_do():
-    status = {"state": "degraded", "reason": "camera: unavailable (busy)", "lost_devices": {"camera": "unavailable (busy)"}}
+    status = {"state": "degraded", "reason": "camera: unavailable (busy)",
+              "lost_devices": {"camera": "unavailable (busy)"}}
     model = build(status, NOW)
     assert model.problem == "The camera is not working."
     assert "cable" in model.advice and model.detail == "camera: unavailable (busy)"
