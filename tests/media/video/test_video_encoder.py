@@ -191,3 +191,22 @@ async def test_camera_encoded_h264_is_chosen_first_and_passed_through_untouched(
     decoder = av.CodecContext.create("h264", "r")
     counters = [stamps.read_frame(f).counter for p, _ in recorder.packets for f in decoder.decode(p)]
     assert counters == list(range(counters[0], counters[0] + len(counters))) and len(counters) >= 19
+
+
+async def test_output_started_mid_stream_gets_a_keyframe_at_once_and_nothing_before(camera):
+    config = VideoConfig(encoder="libx264", keyframe_interval_s=60)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    first, late = Recorder(10), Recorder(5)
+    encoder.add_output(first)
+    first.start()
+    async with running(encoder):
+        async with asyncio.timeout(WAIT_S):
+            await first.enough.wait()
+            late.start()                       # not yet added: it must not see anything
+            encoder.add_output(late)
+            before = encoder.frames_encoded
+            await late.enough.wait()
+    assert late.packets[0][1] is True, "a late output starts at a keyframe"
+    assert late.packets_dropped <= 1, "at most the frame already in the encoder went unused"
+    assert sum(k for _, k in late.packets) == 1
+    assert encoder.frames_encoded - before <= 7, "the keyframe came at once, not at the 60 s GOP"
