@@ -9,6 +9,8 @@ Only the VideoRoom plugin and the plain HTTP transport (on 127.0.0.1) are enable
 
 Fixtures: ``loopback_ice`` (aiortc gathers on 127.0.0.1 only), ``janus`` (a running
 server; session-scoped), ``in_janus_netns`` (the test runs inside Janus's namespace).
+Helpers: ``JanusClient`` (HTTP API, long-poll events), ``create_room``, ``publish``,
+``subscribe`` (VideoRoom flows for aiortc peers).
 """
 from __future__ import annotations
 
