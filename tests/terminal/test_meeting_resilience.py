@@ -50,6 +50,8 @@ async def test_join_retries_after_janus_restart(in_janus_netns):
             await until(lambda: session.encoder.status()["outputs"]["webrtc"]["written"] > frames + 15,
                         JOIN_S, "frames flowing to the new peer connection")
             states = [t.after for t in terminal.machine.history]
+            # Each failed attempt while Janus is away updates the degraded reason.
+            states = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
             assert states[-3:] == [State.IN_CALL, State.DEGRADED, State.IN_CALL]
             await press(terminal, "join")
             await until(lambda: terminal.machine.state == State.IDLE, JOIN_S, "idle after leaving")
