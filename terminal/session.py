@@ -36,7 +36,7 @@ from terminal.state import Event
 log = logging.getLogger("roombox.terminal.session")
 
 BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 4.0          # the rejoin goal is 5 s after the service returns
+BACKOFF_MAX_S = 3.0          # the rejoin goal is 5 s after the service returns (+ join time)
 STABLE_AFTER_S = 10.0        # connected this long: the next loss starts the backoff afresh
 CLOSE_TIMEOUT_S = 3.0
 ACTIVE_SPEAKER_DBFS = -50.0

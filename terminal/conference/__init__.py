@@ -148,6 +148,28 @@ def unwrap_group(group: BaseExceptionGroup) -> BaseException:
     return group
 
 
+async def wait_connected(pc: RTCPeerConnection, what: str, timeout_s: float) -> None:
+    """Until ``pc`` is connected; ConferenceLost if it fails or takes longer than ``timeout_s``."""
+    import asyncio
+
+    if pc.connectionState == "connected":
+        return
+    done = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def changed() -> None:
+        if pc.connectionState in ("connected", "failed", "closed"):
+            done.set()
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await done.wait()
+    except TimeoutError:
+        raise ConferenceLost(f"{what} did not connect within {timeout_s} s") from None
+    if pc.connectionState != "connected":
+        raise ConferenceLost(f"{what}: connection {pc.connectionState}")
+
+
 def open_conference(meeting: MeetingUrl, display_name: str, verify_tls: bool | str = True) -> Conference:
     """The adapter for ``meeting``'s scheme."""
     if meeting.kind == "janus":

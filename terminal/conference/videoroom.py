@@ -14,7 +14,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from terminal.conference import CallHooks, Conference, ConferenceLost, MeetingUrl
+from terminal.conference import CallHooks, Conference, ConferenceLost, MeetingUrl, wait_connected
 from terminal.conference.janus_api import JanusApi, PluginError
 
 log = logging.getLogger("roombox.terminal.conference")
@@ -75,7 +75,7 @@ class JanusVideoRoom(Conference):
             raise ConferenceLost("janus: publish was accepted without an SDP answer")
         await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], "answer"))
         self._hooks.check_local_media(pc)
-        await _connected(pc, "publishing")
+        await wait_connected(pc, "janus: publishing", CONNECT_TIMEOUT_S)
         self._hooks.published()
 
     async def _subscribe(self, publisher: dict) -> None:
@@ -202,22 +202,3 @@ def _publishers(data: dict) -> list[dict]:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-async def _connected(pc: RTCPeerConnection, what: str) -> None:
-    if pc.connectionState == "connected":
-        return
-    done = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def changed() -> None:
-        if pc.connectionState in ("connected", "failed", "closed"):
-            done.set()
-
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            await done.wait()
-    except TimeoutError:
-        raise ConferenceLost(f"janus: {what} did not connect within {CONNECT_TIMEOUT_S} s") from None
-    if pc.connectionState != "connected":
-        raise ConferenceLost(f"janus: {what} connection {pc.connectionState}")
