@@ -149,6 +149,9 @@ class Compositor:
             return video_rect, cached[2]   # same frame, same place: the scaling is reused
         pixels = frame.reformat(width=video_rect[2], height=video_rect[3], format=pixel_format,
                                 interpolation=INTERPOLATION).to_ndarray()
+        if key == "self":
+            # Mirrored, as every video system shows the room to itself: moving left moves left.
+            pixels = np.ascontiguousarray(pixels[:, ::-1])
         self._scaled[key] = (seq, video_rect, pixels)
         return video_rect, pixels
 

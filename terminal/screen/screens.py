@@ -58,7 +58,8 @@ def draw_idle(p: Painter, m: ScreenModel) -> Regions:
         top += p.px(0.12)
     regions["main"] = p.text(m.t("press_to_join"), margin, top, MAIN_TEXT, anchor="topleft",
                              max_width=p.width - 2 * margin)
-    regions.update(_agenda(p, m, top + p.px(0.12)))
+    if m.has_calendar:         # without a calendar, "no more meetings" would be a guess
+        regions.update(_agenda(p, m, top + p.px(0.12)))
     return regions
 
 

@@ -49,7 +49,7 @@ def test_the_newest_frame_wins_and_superseded_frames_are_counted():
     assert compositor.status()["frames_replaced"] == 1   # the second frame was shown, not skipped
 
 
-def test_self_view_shows_the_local_camera_scaled_down():
+def test_self_view_shows_the_local_camera_scaled_down_and_mirrored():
     remote, local = participant_frames(2, width=640, height=360)
     compositor = Compositor()
     compositor.update_participant("p", "P", remote)
@@ -58,7 +58,7 @@ def test_self_view_shows_the_local_camera_scaled_down():
     placed, image = compose(compositor, canvas, layout="speaker", self_view=True)
     self_tile = next(p for p in placed if p.participant_id == "")
     x, y, w, h = self_tile.video_rect
-    expected = local.reformat(width=w, height=h, format="rgb24").to_ndarray().astype(int)
+    expected = local.reformat(width=w, height=h, format="rgb24").to_ndarray()[:, ::-1].astype(int)
     assert np.abs(crop(image, self_tile.video_rect).astype(int) - expected).mean() < 3
 
 

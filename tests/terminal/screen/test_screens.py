@@ -142,3 +142,10 @@ def test_activation_page_without_a_url_shows_the_code_and_no_qr(display, fonts):
     display.present()
     assert "qr" not in regions
     assert ink_fraction(display.snapshot(), regions["code"], background=(28, 41, 64)) > 0.1
+
+
+def test_idle_without_a_calendar_lists_no_meetings(display, fonts):
+    from terminal.screen.model import build
+    from terminal.screen.renderer import render
+    regions, _ = render(display.canvas(), fonts, build({"state": "idle", "room": {"name": "Lab"}}, samples.NOW))
+    assert "main" in regions and "agenda_title" not in regions
