@@ -15,6 +15,7 @@ from terminal.screen.screens import Regions
 QUALITY_LEVEL = {"good": (3, GREEN), "fair": (2, AMBER), "poor": (1, RED), "unknown": (0, GREY)}
 NAME_TEXT = 0.032
 OVERLAY_ALPHA = 170
+GUTTER = 0.002            # of the screen height, each side of a grid tile
 
 
 def draw_in_call(p: Painter, m: ScreenModel, compositor: Compositor) -> tuple[Regions, list[Placed]]:
@@ -30,6 +31,8 @@ def draw_in_call(p: Painter, m: ScreenModel, compositor: Compositor) -> tuple[Re
                                  anchor="center", max_width=p.width * 3 // 5)
     is_grid = choose(m.layout, len(ids), active) == "grid"
     for tile in placed:
+        if is_grid and tile.participant_id:
+            p.outline(tile.rect, BLACK, p.px(GUTTER))    # a seam between neighbours' videos
         if is_grid and tile.participant_id and tile.participant_id == active and len(ids) > 1:
             p.outline(tile.rect, ACCENT, p.px(0.008))   # who is talking, in a grid
         name = tile.name if tile.participant_id else m.t("you")
