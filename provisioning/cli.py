@@ -54,7 +54,8 @@ def register(subparsers) -> None:
         for column in CSV_COLUMNS[1:]:
             p.add_argument(f"--{column.replace('_', '-')}", dest=column)
 
-    p = add("import", _admin_import, "pre-register boxes from a CSV (" + ",".join(CSV_COLUMNS) + ")")
+    p = add("import", _admin_import,
+            "pre-register boxes from a CSV (" + ",".join(CSV_COLUMNS) + ")")
     p.add_argument("csv", type=Path)
     p = add("devices", _admin_devices, "list boxes with state, room, last seen, config version")
     p.add_argument("--state", choices=("preregistered", "pending", "accepted", "rejected"))

@@ -115,7 +115,8 @@ def create_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certif
 
 
 def _leaf(ca_key, ca_cert: x509.Certificate, subject: x509.Name, public_key, days: int,
-          usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+          usage: ExtendedKeyUsageOID,
+          sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
                .public_key(public_key).serial_number(x509.random_serial_number())
                .not_valid_before(_now() - dt.timedelta(minutes=5))

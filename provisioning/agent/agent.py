@@ -61,7 +61,11 @@ HealthCheck = Callable[[Settings], Awaitable[tuple[bool, str]]]
 
 
 class ProvisioningAgent:
-    """Owns one box's provisioning; ``run()`` is its long-lived task."""
+    """Owns one box's provisioning; ``run()`` is its long-lived task.
+
+    File writes (fsync on an SD card can take tens of milliseconds) run in a worker thread;
+    the agent is their only writer, so they need no lock.
+    """
 
     def __init__(self, state_dir: Path, serial: str, events: asyncio.Queue,
                  health_check: HealthCheck, is_in_call: Callable[[], bool],
@@ -167,8 +171,8 @@ class ProvisioningAgent:
         # Discovery may query DNS or read removable media: off the event loop.
         location = await asyncio.to_thread(self._locate)
         ca_pem = await fetch_pinned_ca(location)
-        self.identity.save_ca(ca_pem)
-        self.identity.save_service(location.url, location.ca_sha256)
+        await asyncio.to_thread(self.identity.save_ca, ca_pem)
+        await asyncio.to_thread(self.identity.save_service, location.url, location.ca_sha256)
         self._url = location.url
         self.state = "enrolling"
         csr = self.identity.csr()
@@ -214,7 +218,7 @@ class ProvisioningAgent:
             await self._refused(f"enrolment refused: {error}: {body.get('detail')}")
 
     async def _enrolled(self, body: dict) -> None:
-        self.identity.save_enrolment(body)
+        await asyncio.to_thread(self.identity.save_enrolment, body)
         self.user_code = self.verification_uri = None
         self._open_stores()
         log.info("provisioning: enrolled %s with %s", self.identity.serial, self._url)
@@ -261,7 +265,7 @@ class ProvisioningAgent:
     async def apply_config(self, token: str) -> bool:
         """Verify, try, and commit or roll back a signed config; True when committed."""
         try:
-            doc = self.store.begin_trial(token)
+            doc = await asyncio.to_thread(self.store.begin_trial, token)
         except ConfigRejected as exc:
             await self._post("config_refused", reason=str(exc))
             return False
@@ -272,10 +276,10 @@ class ProvisioningAgent:
         except TimeoutError:
             ok, reason = False, f"health check gave no answer within {HEALTH_TIMEOUT_S} s"
         if ok:
-            self.store.commit()
+            await asyncio.to_thread(self.store.commit)
             await self._post("config_committed", version=doc.version, settings=doc.settings)
             return True
-        rollback = self.store.rollback(reason or "health check failed")
+        rollback = await asyncio.to_thread(self.store.rollback, reason or "health check failed")
         await self._post("config_rolled_back", version=doc.version, reason=rollback["reason"],
                          settings=self.store.running)
         return False
@@ -291,6 +295,6 @@ class ProvisioningAgent:
             # Not acknowledged, so the service sends it again at the next check-in.
             log.info("provisioning: %s %s deferred until the call ends", cmd.kind, cmd.id)
             return
-        self.gate.mark_run(cmd)
+        await asyncio.to_thread(self.gate.mark_run, cmd)
         self._results.append({"id": cmd.id, "status": "done", "detail": "delivered"})
         await self._post("command_received", id=cmd.id, kind=cmd.kind, args=cmd.args)

@@ -85,7 +85,8 @@ class ConfigStore:
     def verify(self, token: str, check_freshness: bool = True) -> ConfigDocument:
         """Check size, signature, schema, owner, expiry and version; raise ConfigRejected."""
         if not isinstance(token, str):
-            raise ConfigRejected(f"config document must be a JWS string, got {type(token).__name__}")
+            raise ConfigRejected("config document must be a JWS string, "
+                                 f"got {type(token).__name__}")
         if len(token.encode()) > MAX_DOCUMENT_BYTES:
             raise ConfigRejected(f"config document must be at most {MAX_DOCUMENT_BYTES} bytes, "
                                  f"got {len(token.encode())}")

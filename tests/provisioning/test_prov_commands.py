@@ -1,7 +1,6 @@
 """Signed commands: run once by id, refused when replayed, expired or for another box."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
