@@ -353,6 +353,9 @@ def loopback_ice(monkeypatch) -> None:
     monkeypatch.setattr(aioice.ice, "get_host_addresses", only_loopback_addresses)
 
 
+_instances = itertools.count()
+
+
 @pytest.fixture(scope="session")
 def janus() -> Iterator[JanusServer]:
     """A running loopback-only Janus in its own network namespace."""
@@ -360,7 +363,9 @@ def janus() -> Iterator[JanusServer]:
         pytest.skip("janus: needs root to create a network namespace (CI runs as root)")
     if shutil.which("janus") is None:
         pytest.fail("janus: the Debian 'janus' package is not installed (listed in deps/apt.txt)")
-    netns = f"roombox-janus-{os.getpid()}"
+    # Unique per fixture instance: the video and meetings conftests each import this
+    # session fixture, so one pytest process may start two.
+    netns = f"roombox-janus-{os.getpid()}-{next(_instances)}"
     create_netns(netns)
     try:
         server = start_janus(netns)
