@@ -85,3 +85,59 @@ def test_display_profile_errors_name_the_key(tmp_path):
     (tmp_path / "half.toml").write_text(half)
     with pytest.raises(ProfileError, match="needs both width and height"):
         load_profile(str(tmp_path / "half.toml"))
+
+
+XVFB_START_TIMEOUT_S = 10
+
+
+@pytest.fixture
+def xvfb(monkeypatch):
+    """A private X server (unix socket only, no TCP) for the window backend."""
+    import select
+    import subprocess
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x720x24",
+                               "-nolisten", "tcp"], pass_fds=(write_fd,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], XVFB_START_TIMEOUT_S)
+        assert ready, "Xvfb did not report its display number"
+        number = os.read(read_fd, 16).decode().strip()
+        monkeypatch.setenv("DISPLAY", f":{number}")
+        monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+        yield f":{number}"
+    finally:
+        os.close(read_fd)
+        server.terminate()
+        server.wait(XVFB_START_TIMEOUT_S)
+
+
+def x_screen(display_name: str) -> np.ndarray:
+    """The X server's root window as RGB, read with xwd (a ZPixmap of 24 or 32 bits per pixel)."""
+    import subprocess
+    raw = subprocess.run(["xwd", "-root", "-silent", "-display", display_name], capture_output=True,
+                         check=True, timeout=XVFB_START_TIMEOUT_S).stdout
+    header = np.frombuffer(raw[:100], ">u4")
+    header_size, width, height, bits, line, ncolors = (int(header[i]) for i in (0, 4, 5, 11, 12, 19))
+    assert bits in (24, 32), f"expected a 24- or 32-bit X screen, got {bits}"
+    size = bits // 8
+    start = header_size + 12 * ncolors
+    rows = np.frombuffer(raw[start:start + line * height], np.uint8).reshape(height, line)
+    pixels = rows[:, :width * size].reshape(height, width, size)
+    least_first = int(header[7]) == 0          # byte order: B, G, R (, X) on little-endian servers
+    return pixels[..., [2, 1, 0]] if least_first else pixels[..., size - 3:]
+
+
+def test_window_backend_shows_the_canvas_in_a_real_x_window(xvfb):
+    with open_display(DisplayProfile(backend="window", width=320, height=180)) as display:
+        canvas = display.canvas()
+        canvas.fill((200, 30, 90))
+        canvas.fill((10, 220, 40), (100, 60, 50, 40))
+        display.present()
+        display.poll()
+        shown = x_screen(xvfb)
+        assert display.status()["driver"] == "x11"
+    magenta = np.all(shown == (200, 30, 90), axis=2).sum()
+    green = np.all(shown == (10, 220, 40), axis=2).sum()
+    assert (magenta, green) == (320 * 180 - 50 * 40, 50 * 40)
