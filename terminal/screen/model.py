@@ -13,8 +13,9 @@ known state in tests and screenshots. Keys read (all optional but ``state``):
 - ``calendar``: ``next`` (or ``events``), a list of {``summary`` (or ``title``), ``start``,
   ``end``} with times as ISO 8601 strings, datetimes or epoch seconds;
 - ``room``: ``name``, ``language`` ("en" or "zh");
-- ``provisioning``: ``activation_code`` (or RFC 8628 ``user_code``), ``verification_url``
-  (or ``verification_uri``);
+- ``provisioning`` (the agent's status): ``user_code`` (or ``activation_code``),
+  ``verification_uri`` (or ``verification_url``), ``serial`` (the box identity's; else the
+  board's);
 - ``network``: ``online`` (bool), ``interface``, ``address``.
 """
 from __future__ import annotations
@@ -108,7 +109,7 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", lay
         upcoming=upcoming,
         activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
         verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),
-        serial=str(board.get("serial") or ""),
+        serial=str(provisioning.get("serial") or board.get("serial") or ""),
         is_online=network.get("online"), network_text=_network_text(network, language),
         meeting_title=upcoming.title if upcoming is not None else "",
         is_muted=bool(status.get("muted")),

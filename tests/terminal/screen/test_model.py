@@ -30,6 +30,8 @@ def test_unprovisioned_takes_rfc8628_names_and_the_board_serial():
               "provisioning": {"user_code": "ABCD-EFGH", "verification_uri": "https://x.test/a"}}
     model = build(status, NOW)
     assert (model.activation_code, model.verification_url, model.serial) == ("ABCD-EFGH", "https://x.test/a", "RBX1")
+    status["provisioning"]["serial"] = "RB-IDENTITY-7"        # the enrolled identity wins
+    assert build(status, NOW).serial == "RB-IDENTITY-7"
     assert model.is_online is False and model.network_text == "Not connected"
 
 
