@@ -70,6 +70,8 @@ def register(subparsers) -> None:
     room_args(p)
     p = add("reject", _admin_reject, "reject a pending box")
     p.add_argument("serial")
+    p = add("remove", _admin_remove, "forget a box (revokes its certificate) so it can re-enrol")
+    p.add_argument("serial")
     p = add("publish", _admin_publish, "sign and publish settings (TOML or JSON) to a box")
     p.add_argument("serial")
     p.add_argument("settings", type=Path)
@@ -227,6 +229,13 @@ def _admin_accept(args) -> int:
 def _admin_reject(args) -> int:
     _call(args, "POST", f"/v1/admin/devices/{args.serial}/reject")
     print(f"rejected {args.serial}")
+    return 0
+
+
+@_admin
+def _admin_remove(args) -> int:
+    _call(args, "DELETE", f"/v1/admin/devices/{args.serial}")
+    print(f"removed {args.serial}")
     return 0
 
 

@@ -22,6 +22,10 @@ class EnrolmentError(ProvisioningError, RuntimeError):
     """Enrolment failed: rejected by an admin, code expired, or the service said no."""
 
 
+class EnrolmentRevoked(EnrolmentError):
+    """The service no longer accepts this box's certificate (an admin removed it)."""
+
+
 class DiscoveryError(ProvisioningError, LookupError):
     """No usable provisioning service was found, or its CA did not match the pin."""
 

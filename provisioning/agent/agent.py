@@ -14,6 +14,7 @@ Event kinds and their ``data``:
 ``activation_code``      user_code, verification_uri, verification_uri_complete, expires_in
 ``enrolled``             serial, service_url
 ``enrolment_rejected``   reason
+``enrolment_revoked``    reason: the admin removed the box; it re-enrols with a new key
 ``config_received``      version, settings (``schema.Settings``): now on trial
 ``config_committed``     version, settings: the new last-known-good
 ``config_rolled_back``   version, reason, settings (what runs now)
@@ -36,8 +37,8 @@ from pathlib import Path
 import httpx
 
 from .. import protocol
-from ..errors import (CommandRejected, ConfigRejected, EnrolmentError, ProvisioningError,
-                      ServiceError)
+from ..errors import (CommandRejected, ConfigRejected, EnrolmentError, EnrolmentRevoked,
+                      ProvisioningError, ServiceError)
 from ..schema import Settings
 from .commands import CommandGate
 from .config_store import ConfigStore
@@ -99,8 +100,20 @@ class ProvisioningAgent:
 
         Failures never end the task: an unreachable service, a CA that does not match the
         pin or a rejection are reported as events and retried with capped backoff (an admin
-        may fix the seed or reset the box meanwhile).
+        may fix the seed or reset the box meanwhile). A box the admin removed drops its
+        certificate, makes a new key and enrols again; its committed config keeps running.
         """
+        while True:
+            await self._enrol_until_accepted()
+            try:
+                await self._check_in_forever()
+            except EnrolmentRevoked as exc:
+                self.last_error = str(exc)
+                await self._post("enrolment_revoked", reason=str(exc))
+                await asyncio.to_thread(self.identity.forget_certificate)
+                self.store = self.gate = None
+
+    async def _enrol_until_accepted(self) -> None:
         failures = 0
         while not self.identity.is_enrolled:
             try:
@@ -111,6 +124,8 @@ class ProvisioningAgent:
                 if not isinstance(exc, EnrolmentError):
                     await self._post("service_unreachable", reason=str(exc))
                 await asyncio.sleep(self._backoff(failures))
+
+    async def _check_in_forever(self) -> None:
         delay, failures = 0.0, 0
         while True:
             await asyncio.sleep(delay)
@@ -246,6 +261,9 @@ class ProvisioningAgent:
             except BaseException:
                 self._results = results + self._results   # report them next time
                 raise
+            if status in (401, 403):
+                raise EnrolmentRevoked(f"check-in: HTTP {status} {body.get('error')}: "
+                                       f"{body.get('detail')}")
             if status != 200:
                 self._results = results + self._results
                 raise ServiceError(f"check-in: HTTP {status} {body.get('error')}: "

@@ -59,6 +59,11 @@ class DeviceIdentity:
         # Certificate last: its presence is what marks the box enrolled.
         crypto.write_atomic(self.cert_path, body["certificate"].encode())
 
+    def forget_certificate(self) -> None:
+        """After revocation: drop the certificate and make a fresh key for re-enrolment."""
+        self.cert_path.unlink(missing_ok=True)
+        crypto.write_secret(self.key_path, crypto.key_pem(crypto.new_tls_key()))
+
     def save_service(self, url: str, ca_sha256: str) -> None:
         crypto.write_atomic(self.service_path,
                             json.dumps({"url": url, "ca_sha256": ca_sha256}).encode())

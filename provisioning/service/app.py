@@ -187,6 +187,12 @@ def create_app(keys: ServiceKeys, engine: Engine, tun: Tunables | None = None,
         return run(lambda c: enrolment.decide_pending(c, keys, serial, {}, False, int(clock()))
                    or {"serial": serial, "state": "rejected"})
 
+    @app.delete("/v1/admin/devices/{serial}", dependencies=guard, tags=["admin"])
+    def remove(serial: str):
+        """Forget a box (revokes its certificate); it can then enrol again."""
+        return run(lambda c: fleet.remove_device(c, serial, int(clock())) or
+                   {"serial": serial, "state": "removed"})
+
     @app.post("/v1/admin/devices/{serial}/config", dependencies=guard, tags=["admin"])
     def publish(serial: str, body: ConfigRequest):
         return run(lambda c: {"serial": serial, "version": fleet.publish_config(

@@ -69,7 +69,7 @@ commands = Table(
     Column("document", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
-    # pending -> done | failed | refused
+    # pending -> done | failed | refused | cancelled
     Column("status", String(16), nullable=False),
     Column("result", Text),
     Index("commands_serial_status", "serial", "status"),

@@ -9,12 +9,12 @@ import json
 import random
 import uuid
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from .. import crypto, protocol
 from ..errors import ConfigRejected
 from ..schema import COMMAND_KINDS, COMMAND_TYP, parse_settings
-from .db import commands, configs, devices
+from .db import commands, configs, device_codes, devices
 from .enrolment import Refused, Tunables, record_audit, sign_config
 from .keys import ServiceKeys
 
@@ -133,3 +133,19 @@ def list_commands(conn: Connection, serial: str) -> list[dict]:
                         .order_by(commands.c.created_at))
     return [{"id": r.id, "kind": r.kind, "status": r.status, "result": r.result,
              "expires_at": r.expires_at} for r in rows]
+
+
+def remove_device(conn: Connection, serial: str, now: int) -> None:
+    """Forget a box: its certificate stops working and it may enrol afresh.
+
+    Its signed configs are kept so versions keep rising if the same box comes back (the box
+    refuses a version not above the one it last committed).
+    """
+    found = conn.execute(delete(devices).where(devices.c.serial == serial)).rowcount
+    if not found:
+        raise Refused(404, "unknown_device", f"no device {serial!r}")
+    conn.execute(delete(device_codes).where(device_codes.c.serial == serial))
+    conn.execute(update(commands).where(commands.c.serial == serial,
+                                        commands.c.status == "pending")
+                 .values(status="cancelled", result="device removed"))
+    record_audit(conn, now, "admin", "device.remove", serial)

@@ -118,3 +118,8 @@ def test_server_run_rejects_a_bad_listen_address(running_service, capsys):
     assert run_cli("server", "run", "--data", str(running_service["data"]),
                    "--listen", "everywhere") == 1
     assert "--listen must be HOST:PORT" in capsys.readouterr().err
+
+
+def test_admin_remove_unknown_box_fails_clearly(running_service, capsys):
+    assert admin(running_service, "remove", "RB-NOPE") == 1
+    assert "no device 'RB-NOPE'" in capsys.readouterr().err

@@ -235,3 +235,29 @@ async def test_agent_keeps_trying_until_the_service_is_reachable(service, make_b
         assert first.kind == "service_unreachable" and "cannot fetch CA" in first.data["reason"]
         assert (await box.next_event("enrolled")).data["serial"] == "RB-LATE"
         task.cancel()
+
+
+async def test_removed_box_loses_its_certificate_and_enrols_again(service, make_box):
+    await service.admin("POST", "/v1/admin/devices/import",
+                        {"rows": [{"serial": "RB-REM", **ROOM}]})
+    box = make_box("RB-REM")
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(box.agent.run())
+        assert (await box.next_event("config_committed")).data["version"] == 1
+        old_cert = box.agent.identity.cert_path.read_text()
+        removed = await service.admin("DELETE", "/v1/admin/devices/RB-REM")
+        assert removed.status_code == 200
+        revoked = await box.next_event("enrolment_revoked")
+        assert "403" in revoked.data["reason"]
+        # Unknown again, so it asks for a code (path C/B); pre-registering it (A) also works.
+        await box.next_event("activation_code")
+        await service.admin("POST", "/v1/admin/devices/import",
+                            {"rows": [{"serial": "RB-REM", **ROOM, "room": "Hopper"}]})
+        assert (await box.next_event("enrolled")).data["serial"] == "RB-REM"
+        again = await box.next_event("config_committed")
+        # Versions keep rising across the removal, so the box accepts the new config.
+        assert again.data["version"] == 2 and again.data["settings"].room == "Hopper"
+        assert box.agent.identity.cert_path.read_text() != old_cert
+        task.cancel()
+    audit = (await service.admin("GET", "/v1/admin/audit")).json()["audit"]
+    assert "device.remove" in [a["action"] for a in audit]
