@@ -50,6 +50,7 @@ class MeetingSettings:
     control_path: str | None = None
     verify_tls: bool | str = True
     ice_host_addresses: tuple[str, ...] = ()   # () = every address aioice finds
+    audio_stages: tuple[str, ...] | None = None  # None: media/audio's default chain; (): none
     video: Any = None          # media.video.VideoConfig, or None for its defaults
 
     def __post_init__(self) -> None:
@@ -166,7 +167,8 @@ class Terminal:
             self.session = CallSession(
                 url, self.profile, self.post, self.sink, ice_servers=self.settings.ice_servers,
                 video_config=self.settings.video, display_name=self.settings.display_name,
-                verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name)
+                verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name,
+                audio_stages=self.settings.audio_stages)
             self.session.set_muted(self.machine.is_muted)
             try:
                 await self.session.run()

@@ -1,10 +1,11 @@
-"""Call audio: the room microphone into WebRTC (aiortc encodes it as Opus) and every remote
-participant's audio mixed to the speaker.
+"""Call audio: the room microphone through the audio pipeline (media/audio: beam, echo
+cancellation, noise suppression, gain) into WebRTC (aiortc encodes it as Opus), and every
+remote participant's audio mixed to the speaker.
 
-The mix is also the echo canceller's reference: every block written to the speaker is
-handed to the reference listeners (``add_reference_listener``) and kept in
-``RemoteAudioMixer.reference`` so the audio pipeline can line it up with the microphone.
-Everything here runs on the event loop except ``Speaker.write``, which runs in a thread.
+The mix is the echo canceller's reference: every block is handed to the reference listeners
+(``add_reference_listener``) on the playback thread, right before ``Speaker.write``, and kept
+in ``RemoteAudioMixer.reference``. The pipeline's capture side runs on its own thread; the
+event loop only moves frames.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import collections
 import fractions
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import av
@@ -84,12 +86,14 @@ class MicrophoneTrack(MediaStreamTrack):
 
 
 class MicrophoneFeed:
-    """Reads the microphone, mixes its channels to mono at 48 kHz, silences it while muted
-    and pushes 20 ms frames to every live ``MicrophoneTrack`` (one per published peer
-    connection). ``run()`` until cancelled."""
+    """Reads the microphone, runs each period through ``processor`` (a media.audio
+    AudioProcessor, on a dedicated thread; without one, the channels are averaged), brings
+    it to mono 48 kHz, silences it while muted and pushes 20 ms frames to every live
+    ``MicrophoneTrack`` (one per published peer connection). ``run()`` until cancelled."""
 
-    def __init__(self, microphone: Microphone) -> None:
+    def __init__(self, microphone: Microphone, processor: Any = None) -> None:
         self.microphone = microphone
+        self.processor = processor
         self.tracks: set[MicrophoneTrack] = set()
         self.is_muted = False
         self.frames_sent = 0
@@ -108,14 +112,22 @@ class MicrophoneFeed:
         track.stop()
 
     async def run(self) -> None:
-        async for period in self.microphone.periods():
-            mono = period.astype(np.int32).mean(axis=1).astype(np.int16)
-            if self._resampler is not None:
-                mono = self._resample(mono)
-            self._pending = np.concatenate([self._pending, mono])
-            while len(self._pending) >= FRAME_SAMPLES:
-                block, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
-                self._send(block)
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="audio-capture")
+        try:
+            async for period in self.microphone.periods():
+                if self.processor is not None:
+                    mono = await loop.run_in_executor(executor, self.processor.capture, period)
+                else:
+                    mono = period.astype(np.int32).mean(axis=1).astype(np.int16)
+                if self._resampler is not None:
+                    mono = self._resample(mono)
+                self._pending = np.concatenate([self._pending, mono])
+                while len(self._pending) >= FRAME_SAMPLES:
+                    block, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+                    self._send(block)
+        finally:
+            executor.shutdown(wait=True)
 
     def _resample(self, mono: np.ndarray) -> np.ndarray:
         frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="s16", layout="mono")
@@ -132,8 +144,11 @@ class MicrophoneFeed:
         self.frames_sent += 1
 
     def status(self) -> dict[str, Any]:
-        return {"muted": self.is_muted, "frames_sent": self.frames_sent,
-                "level_dbfs": round(self.level_dbfs, 1)}
+        status: dict[str, Any] = {"muted": self.is_muted, "frames_sent": self.frames_sent,
+                                  "level_dbfs": round(self.level_dbfs, 1)}
+        if self.processor is not None:
+            status["processing"] = self.processor.status()
+        return status
 
 
 class RemoteAudioMixer:
@@ -159,7 +174,8 @@ class RemoteAudioMixer:
         self.first_audible_at: float | None = None
 
     def add_reference_listener(self, listener: Callable[[np.ndarray], None]) -> None:
-        """``listener(block)`` gets every int16 mono 48 kHz block sent to the speaker."""
+        """``listener(block)`` gets every int16 mono 48 kHz block, on the playback thread,
+        right before it is written to the speaker."""
         self._listeners.append(listener)
 
     def add(self, participant: str, samples: np.ndarray) -> None:
@@ -196,12 +212,16 @@ class RemoteAudioMixer:
         while True:
             block = self.mix_block()
             self.reference.append(block)
-            for listener in self._listeners:
-                listener(block)
             if self.first_audible_at is None and level_dbfs(block) > -60:
                 self.first_audible_at = loop.time()
-            await asyncio.to_thread(self.speaker.write, self._to_speaker(block))
+            await asyncio.to_thread(self._play, block)
             self.blocks_played += 1
+
+    def _play(self, block: np.ndarray) -> None:
+        """Playback thread: the reference first, then the speaker (which blocks at its pace)."""
+        for listener in self._listeners:
+            listener(block)
+        self.speaker.write(self._to_speaker(block))
 
     def _to_speaker(self, block: np.ndarray) -> np.ndarray:
         if self._resampler is None:
@@ -213,6 +233,29 @@ class RemoteAudioMixer:
     def status(self) -> dict[str, Any]:
         return {"blocks_played": self.blocks_played, "samples_dropped": self.samples_dropped,
                 "levels_dbfs": {p: round(v, 1) for p, v in self.levels.items()}}
+
+
+class ReferenceFeed:
+    """Hands what the speaker plays (48 kHz mono blocks) to the audio pipeline's render side
+    at the microphone's rate, in its 10 ms frames. Runs on the playback thread."""
+
+    def __init__(self, processor: Any, sample_rate: int, frame_size: int) -> None:
+        self.processor = processor
+        self.frame_size = frame_size
+        self.sample_rate = sample_rate
+        self._resampler = (None if sample_rate == SAMPLE_RATE else
+                           av.AudioResampler(format="s16", layout="mono", rate=sample_rate))
+        self._pending = np.zeros(0, np.int16)
+
+    def __call__(self, block: np.ndarray) -> None:
+        if self._resampler is not None:
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            block = to_mono_48k(frame, self._resampler)   # at the microphone's rate
+        self._pending = np.concatenate([self._pending, block])
+        while len(self._pending) >= self.frame_size:
+            self.processor.render(self._pending[: self.frame_size])
+            self._pending = self._pending[self.frame_size:]
 
 
 async def pump_remote_audio(participant: str, track: MediaStreamTrack, mixer: RemoteAudioMixer) -> None:

@@ -25,7 +25,7 @@ from hal.profile import HardwareProfile
 from hal.speaker import open_speaker
 from media.video import CodecNotNegotiated, VideoConfig, VideoEncoder, VideoSender, choose_encoder
 from media.video.errors import VideoError
-from terminal.call_audio import MicrophoneFeed, RemoteAudioMixer
+from terminal.call_audio import MicrophoneFeed, ReferenceFeed, RemoteAudioMixer
 from terminal.call_stats import CallStats
 from terminal.conference import (Conference, ConferenceError, ConferenceLost, MeetingRejected,
                                  open_conference, parse_meeting_url, unwrap_group)
@@ -83,9 +83,11 @@ class CallSession:
     def __init__(self, meeting_url: str, profile: HardwareProfile, post: Callable[[Event], None],
                  sink: FrameSink | None = None, *, ice_servers: tuple[RTCIceServer, ...] = (),
                  video_config: VideoConfig | None = None, display_name: str = "roombox",
-                 verify_tls: bool | str = True, encoder_name: str | None = None) -> None:
+                 verify_tls: bool | str = True, encoder_name: str | None = None,
+                 audio_stages: tuple[str, ...] | None = None) -> None:
         self.meeting = parse_meeting_url(meeting_url)   # MeetingRejected for a bad URL
         self.encoder_name = encoder_name
+        self.audio_stages = audio_stages     # None: media/audio's default chain; (): none
         self.profile = profile
         self.post = post
         self.sink = sink if sink is not None else RecordingSink()
@@ -131,9 +133,13 @@ class CallSession:
             except VideoError as exc:
                 raise CallFailed(str(exc)) from None
             self.encoder = VideoEncoder(camera, self.video_config, choice)
-            self.mic_feed = MicrophoneFeed(microphone)
+            processor = self._audio_processor(microphone)
+            self.mic_feed = MicrophoneFeed(microphone, processor)
             self.mic_feed.is_muted = self.is_muted
             self.mixer = RemoteAudioMixer(speaker)
+            if processor is not None:
+                self.mixer.add_reference_listener(
+                    ReferenceFeed(processor, microphone.sample_rate, microphone.period_frames))
             await _unwrapped(self._run_tasks())
 
     async def _run_tasks(self) -> None:
@@ -145,6 +151,20 @@ class CallSession:
             group.create_task(self.stats.run(), name="call-stats")
             group.create_task(self._choose_active_speaker(), name="call-active-speaker")
             await self._connect_loop()
+
+    def _audio_processor(self, microphone) -> Any:
+        """The media/audio pipeline for this microphone, or None (stages switched off, or a
+        microphone the pipeline cannot take: then the channels are simply averaged)."""
+        if self.audio_stages == ():
+            return None
+        from media.audio import STAGE_NAMES, build_processor
+        from media.audio.errors import AudioError
+        try:
+            return build_processor(microphone.sample_rate, microphone.period_frames,
+                                   stages=self.audio_stages or STAGE_NAMES, geometry=microphone.geometry)
+        except AudioError as exc:
+            log.warning("call: microphone processing off (%s)", exc)
+            return None
 
     async def _open(self, stack: contextlib.AsyncExitStack, kind: str, opener, profile) -> Any:
         try:

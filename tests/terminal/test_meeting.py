@@ -46,6 +46,10 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             figures = terminal.status()["call_session"]
             assert figures["connected"] and figures["tx_video_kbps"] > 0 and figures["tx_audio_kbps"] > 0
             assert figures["tx_fps"] > 10 and figures["rx_fps"] > 10
+            # The microphone goes through the whole audio pipeline, alice's audio as AEC reference.
+            processing = figures["microphone"]["processing"]
+            assert processing["enabled"] == ["beam", "aec", "ns", "agc"]
+            assert processing["aec"]["reference_missing"] < 50
             assert figures["participants"][str(alice.feed_id)]["display"] == "alice"
             # Mute: the LED lights and Alice hears silence; unmute brings the tone back.
             await press(terminal, "mute")
