@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hal.board import open_board
@@ -45,7 +45,7 @@ class MeetingSettings:
 
     meeting_url: str | None = None
     calendar_url: str | None = None
-    ice_servers: tuple[Any, ...] = ()
+    ice_servers: tuple[Any, ...] = field(default=(), repr=False)   # TURN credentials inside
     display_name: str = "roombox"
     control_path: str | None = None
     verify_tls: bool | str = True
@@ -61,14 +61,33 @@ class MeetingSettings:
             raise ValueError(f"calendar URL must start with http:// or https://, got {self.calendar_url!r}")
 
     @classmethod
-    def from_args(cls, args: Any) -> "MeetingSettings":
-        """From ``roombox run``'s options (--meeting, --calendar, --control-socket)."""
+    def from_args(cls, args: Any, environ: dict[str, str] | None = None) -> "MeetingSettings":
+        """From ``roombox run``'s options (--meeting, --calendar, --control-socket), falling
+        back to the local config in the environment (systemd reads /etc/roombox/roombox.env):
+        ROOMBOX_MEETING, ROOMBOX_CALENDAR, ROOMBOX_DISPLAY_NAME, and one TURN server as
+        ROOMBOX_TURN_URL (turn:/turns:), ROOMBOX_TURN_USERNAME, ROOMBOX_TURN_CREDENTIAL."""
         import os
 
         from terminal.control import default_path
-        hosts = tuple(a.strip() for a in os.environ.get(ICE_HOSTS_ENV, "").split(",") if a.strip())
-        return cls(meeting_url=args.meeting, calendar_url=args.calendar,
-                   control_path=args.control_socket or default_path(), ice_host_addresses=hosts)
+        env = os.environ if environ is None else environ
+        hosts = tuple(a.strip() for a in env.get(ICE_HOSTS_ENV, "").split(",") if a.strip())
+        return cls(meeting_url=args.meeting or env.get("ROOMBOX_MEETING") or None,
+                   calendar_url=args.calendar or env.get("ROOMBOX_CALENDAR") or None,
+                   display_name=env.get("ROOMBOX_DISPLAY_NAME") or "roombox",
+                   ice_servers=_turn_from_env(env), ice_host_addresses=hosts,
+                   control_path=args.control_socket or default_path())
+
+
+def _turn_from_env(env: Any) -> tuple[Any, ...]:
+    url = env.get("ROOMBOX_TURN_URL", "").strip()
+    if not url:
+        return ()
+    if not url.startswith(("turn:", "turns:")):
+        # No STUN-only entries: a public STUN server is exactly what we must not add by default.
+        raise ValueError(f"ROOMBOX_TURN_URL must be a turn: or turns: URL, got {url!r}")
+    from aiortc import RTCIceServer
+    return (RTCIceServer(urls=[url], username=env.get("ROOMBOX_TURN_USERNAME") or None,
+                         credential=env.get("ROOMBOX_TURN_CREDENTIAL") or None),)
 
 
 class Terminal:

@@ -1,0 +1,61 @@
+"""How a box is given its meeting locally: ``roombox run --meeting`` or the environment file
+systemd reads (/etc/roombox/roombox.env); bad values stop start-up with a clear message."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from terminal.app import MeetingSettings
+from terminal.conference import MeetingRejected, parse_meeting_url
+
+NO_ARGS = argparse.Namespace(meeting=None, calendar=None, control_socket=None)
+
+
+def test_environment_gives_meeting_calendar_and_turn_and_options_win():
+    env = {"ROOMBOX_MEETING": "janus+https://meet.example.org/janus?room=7&pin=42",
+           "ROOMBOX_CALENDAR": "https://cal.example.org/room.ics",
+           "ROOMBOX_TURN_URL": "turns:turn.example.org:5349", "ROOMBOX_TURN_USERNAME": "box",
+           "ROOMBOX_TURN_CREDENTIAL": "s3cret", "ROOMBOX_DISPLAY_NAME": "Room 4.12"}
+    settings = MeetingSettings.from_args(NO_ARGS, env)
+    assert settings.meeting_url.endswith("room=7&pin=42") and settings.display_name == "Room 4.12"
+    assert settings.calendar_url == "https://cal.example.org/room.ics"
+    (turn,) = settings.ice_servers
+    assert (turn.urls, turn.username, turn.credential) == (["turns:turn.example.org:5349"], "box", "s3cret")
+    assert "s3cret" not in repr(settings)
+    given = argparse.Namespace(meeting="whip+https://whip.example.org/in", calendar=None, control_socket="/tmp/c.sock")
+    assert MeetingSettings.from_args(given, env).meeting_url == "whip+https://whip.example.org/in"
+    assert MeetingSettings.from_args(NO_ARGS, {}).ice_servers == (), "no ICE servers unless configured"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ROOMBOX_TURN_URL": "stun:stun.example.org"}, "ROOMBOX_TURN_URL must be a turn: or turns: URL, got 'stun:stun.example.org'"),
+    ({"ROOMBOX_MEETING": "https://meet.example.org/janus?room=1"}, "scheme must be one of janus+http, janus+https, whip+http, whip+https, got 'https'"),
+    ({"ROOMBOX_MEETING": "janus+https://meet.example.org/janus"}, "janus needs ?room=ROOM"),
+    ({"ROOMBOX_MEETING": "janus+wss://meet.example.org/janus?room=1"}, "WebSocket API (janus+wss) is not supported yet"),
+    ({"ROOMBOX_CALENDAR": "ftp://cal.example.org/x.ics"}, "calendar URL must start with http:// or https://"),
+])
+def test_bad_local_config_is_rejected_naming_the_value(env, message):
+    with pytest.raises(ValueError) as raised:
+        MeetingSettings.from_args(NO_ARGS, env)
+    assert message in str(raised.value)
+
+
+def test_meeting_url_parts_and_redaction():
+    meeting = parse_meeting_url("janus+https://meet.example.org:8089/janus?room=team-a&pin=9&display=Lobby")
+    assert (meeting.endpoint, meeting.room, meeting.pin, meeting.display) == (
+        "https://meet.example.org:8089/janus", "team-a", "9", "Lobby")
+    assert "9" not in meeting.redacted().replace("8089", "")
+    whip = parse_meeting_url("whip+https://whip.example.org/ingest/room?token=abc&region=eu")
+    assert (whip.kind, whip.token, whip.extra) == ("whip", "abc", {"region": "eu"})
+    with pytest.raises(MeetingRejected, match="no host"):
+        parse_meeting_url("janus+http:///janus?room=1")
+
+
+def test_run_refuses_a_bad_meeting_url_with_exit_2():
+    result = subprocess.run([sys.executable, "-m", "terminal.cli", "run", "--meeting", "zoom://x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "meeting URL 'zoom://x': scheme must be one of" in result.stderr
