@@ -23,6 +23,7 @@ from .keys import ServiceKeys
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 15
+GRACEFUL_SHUTDOWN_S = 10   # well inside systemd's default 90 s stop timeout
 
 
 class _ClientCertH11(H11Protocol):
@@ -66,7 +67,8 @@ def serve(keys: ServiceKeys, listen: str, database_url: str | None = None,
     app = create_app(keys, engine, tun)
     log.warning("provisioning: serving on https://%s:%d (database %s)", host, port,
                 engine.url.render_as_string(hide_password=True))
-    uvicorn.Server(uvicorn_config(keys, app, host=host, port=port)).run()
+    uvicorn.Server(uvicorn_config(keys, app, host=host, port=port,
+                                  timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)).run()
 
 
 class ServiceThread:
@@ -85,7 +87,9 @@ class ServiceThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"https://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn_config(keys, self.app))
+        # Short graceful shutdown: a box cancelled mid-poll may leave a connection open.
+        self._server = uvicorn.Server(uvicorn_config(keys, self.app,
+                                                     timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self._run, name="provisioning-service",
                                         daemon=True)
 
