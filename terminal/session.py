@@ -27,7 +27,7 @@ from media.video import CodecNotNegotiated, VideoConfig, VideoEncoder, VideoSend
 from media.video.errors import VideoError
 from terminal.call_audio import MicrophoneFeed, ReferenceFeed, RemoteAudioMixer
 from terminal.call_stats import CallStats
-from terminal.conference import (Conference, ConferenceError, ConferenceLost, MeetingRejected,
+from terminal.conference import (Conference, ConferenceError, ConferenceLost, Continuity, MeetingRejected,
                                  open_conference, parse_meeting_url, unwrap_group)
 from terminal.remote import RemoteParticipant
 from terminal.screen_sink import FrameSink, RecordingSink
@@ -109,6 +109,7 @@ class CallSession:
         self.started_at = time.monotonic()
         self.connected_at: float | None = None
         self.remote: dict[str, RemoteParticipant] = {}
+        self.continuity = Continuity()
         self._pcs: list[RTCPeerConnection] = []
         self._senders: list[tuple[VideoSender, Any]] = []
         self._group: asyncio.TaskGroup | None = None
@@ -178,7 +179,7 @@ class CallSession:
         failures = 0
         while True:
             self.attempts += 1
-            conference = open_conference(self.meeting, self.display_name, self.verify_tls)
+            conference = open_conference(self.meeting, self.display_name, self.verify_tls, self.continuity)
             self.conference = conference
             try:
                 await _unwrapped(conference.run(self))

@@ -84,6 +84,16 @@ def parse_meeting_url(text: str) -> MeetingUrl:
                       display=query.pop("display", None), extra=query)
 
 
+@dataclass
+class Continuity:
+    """What one connection attempt leaves to the next within a call: Janus sessions that
+    could not be destroyed when the service was lost, and the feed ids we published under
+    (so a ghost of our own feed is never subscribed to)."""
+
+    stale_sessions: list[int] = field(default_factory=list)
+    own_feeds: set[int] = field(default_factory=set)
+
+
 class CallHooks(Protocol):
     """What an adapter asks of the call session. All on the event loop."""
 
@@ -170,10 +180,11 @@ async def wait_connected(pc: RTCPeerConnection, what: str, timeout_s: float) -> 
         raise ConferenceLost(f"{what}: connection {pc.connectionState}")
 
 
-def open_conference(meeting: MeetingUrl, display_name: str, verify_tls: bool | str = True) -> Conference:
+def open_conference(meeting: MeetingUrl, display_name: str, verify_tls: bool | str = True,
+                    continuity: Continuity | None = None) -> Conference:
     """The adapter for ``meeting``'s scheme."""
     if meeting.kind == "janus":
         from terminal.conference.videoroom import JanusVideoRoom
-        return JanusVideoRoom(meeting, display_name, verify_tls)
+        return JanusVideoRoom(meeting, display_name, verify_tls, continuity)
     from terminal.conference.whip import WhipPublisher
     return WhipPublisher(meeting, verify_tls)

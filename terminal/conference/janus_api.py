@@ -21,7 +21,7 @@ log = logging.getLogger("roombox.terminal.conference")
 
 HTTP_TIMEOUT_S = 5.0
 LONG_POLL_S = 40.0          # Janus answers an idle long poll after 30 s with a keepalive
-KEEPALIVE_S = 25.0          # Janus's default session_timeout is 60 s
+KEEPALIVE_S = 10.0          # within Janus's 60 s session_timeout; also how soon a silent server is noticed
 REQUEST_TIMEOUT_S = 10.0    # an asynchronous plugin request's event
 MAX_EVENTS_PER_POLL = 10
 KNOWN_TYPES = {"event", "webrtcup", "media", "slowlink", "hangup", "detached", "timeout",
@@ -125,17 +125,31 @@ class JanusApi:
                 for event in payload if isinstance(payload, list) else [payload]:
                     self._dispatch(event)
 
-    async def close(self) -> None:
-        """Destroy the session (best effort, bounded) and close the HTTP client."""
+    async def close(self) -> int | None:
+        """Destroy the session (best effort, bounded) and close the HTTP client. Returns the
+        id of a session that could not be destroyed (the caller may retry later), else None."""
+        left = None
         try:
             if self.session_id is not None:
                 async with asyncio.timeout(HTTP_TIMEOUT_S):
                     await self._post(self._session_url(), {"janus": "destroy"})
         except (ConferenceLost, MeetingRejected, TimeoutError) as exc:
             log.info("conference: janus session not destroyed (%s)", exc)
+            left = self.session_id
         finally:
             self.session_id = None
             await self._client.aclose()
+        return left
+
+    async def destroy_stale(self, session_id: int) -> None:
+        """Destroy a session of ours that outlived a lost connection (best effort): until
+        Janus times it out, others would see our old, silent feed."""
+        try:
+            async with asyncio.timeout(HTTP_TIMEOUT_S):
+                await self._post(f"{self.endpoint}/{session_id}", {"janus": "destroy"})
+            log.info("conference: destroyed our stale janus session %s", session_id)
+        except (ConferenceLost, MeetingRejected, TimeoutError) as exc:
+            log.info("conference: stale janus session %s already gone (%s)", session_id, exc)
 
     def _dispatch(self, event: Any) -> None:
         if not _is_valid(event):

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from terminal.conference import CallHooks, Conference, ConferenceLost, MeetingUrl, wait_connected
+from terminal.conference import (CallHooks, Conference, ConferenceLost, Continuity, MeetingUrl,
+                                 wait_connected)
 from terminal.conference.janus_api import JanusApi, PluginError
 
 log = logging.getLogger("roombox.terminal.conference")
@@ -35,8 +36,10 @@ class JanusVideoRoom(Conference):
     """The VideoRoom adapter. One instance per connection attempt; ``status()`` lists who is
     in the room as we see it."""
 
-    def __init__(self, meeting: MeetingUrl, display_name: str, verify_tls: bool | str = True) -> None:
+    def __init__(self, meeting: MeetingUrl, display_name: str, verify_tls: bool | str = True,
+                 continuity: Continuity | None = None) -> None:
         super().__init__(meeting)
+        self.continuity = continuity or Continuity()
         self.display_name = meeting.display or display_name
         self.api = JanusApi(meeting.endpoint, verify_tls)
         self.publisher_id: int | None = None
@@ -49,6 +52,8 @@ class JanusVideoRoom(Conference):
     async def run(self, hooks: CallHooks) -> None:
         self._hooks = hooks
         await self.api.create()
+        while self.continuity.stale_sessions:
+            await self.api.destroy_stale(self.continuity.stale_sessions.pop())
         async with asyncio.TaskGroup() as group:
             group.create_task(self.api.poll(), name="janus-poll")
             group.create_task(self._watch_lost(), name="janus-watch")
@@ -56,6 +61,8 @@ class JanusVideoRoom(Conference):
             joined, _ = await self.api.message(handle, self._room_request(
                 request="join", ptype="publisher", display=self.display_name))
             self.publisher_id = _int_or_none(joined.get("id"))
+            if self.publisher_id is not None:
+                self.continuity.own_feeds.add(self.publisher_id)
             self.private_id = _int_or_none(joined.get("private_id"))
             # Hearing and seeing the room need not wait for our own media to be accepted.
             for publisher in _publishers(joined):
@@ -80,7 +87,7 @@ class JanusVideoRoom(Conference):
 
     async def _subscribe(self, publisher: dict) -> None:
         feed, display = publisher["id"], publisher["display"]
-        if feed in self.subscriptions or feed == self.publisher_id:
+        if feed in self.subscriptions or feed in self.continuity.own_feeds:
             return
         # Reserved before the first await: an event naming the same feed meanwhile is a no-op.
         self.subscriptions[feed] = Subscription(feed, display, handle=-1)
@@ -179,7 +186,9 @@ class JanusVideoRoom(Conference):
 
     async def close(self) -> None:
         async with asyncio.timeout(LEAVE_TIMEOUT_S * 2):
-            await self.api.close()
+            left = await self.api.close()
+        if left is not None:
+            self.continuity.stale_sessions.append(left)
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "adapter": "janus-videoroom", "our_id": self.publisher_id,

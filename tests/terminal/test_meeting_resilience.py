@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 
 import pytest
 
@@ -58,6 +60,33 @@ async def test_join_retries_after_janus_restart(in_janus_netns):
             assert camera.is_closed
     leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith(("call-", "remote-", "janus-"))]
     assert not leftovers, f"tasks outlived the call: {leftovers}"
+
+
+async def test_silent_janus_like_a_network_cut_is_noticed_and_rejoined(in_janus_netns, monkeypatch):
+    # SIGSTOP: the kernel still accepts connections but nothing answers, as when the network
+    # to the server is cut; only our own timeouts can notice.
+    from terminal.conference import janus_api
+    monkeypatch.setattr(janus_api, "KEEPALIVE_S", 0.5)
+    monkeypatch.setattr(janus_api, "HTTP_TIMEOUT_S", 1.0)
+    with own_janus(in_janus_netns.netns) as servers:
+        url = servers[0].url
+        await create_room(url, 4322)
+        async with running_terminal(MeetingSettings(meeting_url=meeting_url(url, 4322))) as terminal:
+            await press(terminal, "join")
+            await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
+            os.kill(servers[-1].pid, signal.SIGSTOP)
+            try:
+                await until(lambda: terminal.machine.state == State.DEGRADED, JOIN_S, "degraded while cut off")
+            finally:
+                os.kill(servers[-1].pid, signal.SIGCONT)
+            await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call once it answers again")
+            assert terminal.session.rejoins == 1
+            # No ghost of us is left in the room (here the destroy queued during the freeze
+            # reaches Janus when it resumes; on a real cut, Continuity.stale_sessions does it).
+            async with RemotePeer(url, 4322, "observer", publish=False) as observer:
+                listed = await observer.request({"request": "listparticipants", "room": 4322})
+                ours = [p["id"] for p in listed["participants"] if p.get("display") == "roombox"]
+                assert ours == [terminal.session.conference.publisher_id]
 
 
 async def test_hostile_signalling_is_dropped_and_the_call_goes_on(room):
