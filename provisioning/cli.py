@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import os
+import secrets
 import sys
 import tomllib
 from pathlib import Path
@@ -18,6 +19,7 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_URL = "https://127.0.0.1:8443"
 CSV_COLUMNS = ("serial", "site", "room", "meeting_url", "calendar_url", "hardware_profile")
 ADMIN_TIMEOUT_S = 30
+TECHNICIAN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"   # no 0/O or 1/I to misread
 
 
 def register(subparsers) -> None:
@@ -78,8 +80,10 @@ def register(subparsers) -> None:
     p = add("command", _admin_command, "send a signed command to a box")
     p.add_argument("serial")
     p.add_argument("kind", choices=("reboot", "rejoin", "identify", "selftest",
-                                    "collect_diagnostics"))
+                                    "collect_diagnostics", "technician_access"))
     p.add_argument("--ttl", type=int, default=900, help="seconds until it expires")
+    p.add_argument("--valid", type=int, default=3600, metavar="SECONDS",
+                   help="technician_access: how long the printed code opens the status page")
     p = add("audit", _admin_audit, "show the audit log")
     p.add_argument("--limit", type=int, default=50)
 
@@ -250,9 +254,18 @@ def _admin_publish(args) -> int:
 
 @_admin
 def _admin_command(args) -> int:
-    out = _call(args, "POST", f"/v1/admin/devices/{args.serial}/commands",
-                {"kind": args.kind, "ttl_s": args.ttl})
+    body = {"kind": args.kind, "ttl_s": args.ttl}
+    code = None
+    if args.kind == "technician_access":
+        # The code is made here and shown once; only its hash goes to the service and box.
+        from .schema import technician_code_digest
+        raw = "".join(secrets.choice(TECHNICIAN_ALPHABET) for _ in range(10))
+        code = f"{raw[:5]}-{raw[5:]}"
+        body["args"] = {"code_sha256": technician_code_digest(code), "valid_s": args.valid}
+    out = _call(args, "POST", f"/v1/admin/devices/{args.serial}/commands", body)
     print(f"command {out['id']} ({args.kind}) queued for {args.serial}")
+    if code:
+        print(f"technician code (valid {args.valid} s once the box has it): {code}")
     return 0
 
 

@@ -6,6 +6,7 @@ keys are refused, and every message names the key, what was expected and what wa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,12 @@ COMMAND_TYP = "roombox-command+jws"
 MAX_DOCUMENT_BYTES = 64 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
 AUDIO_STAGES = ("aec", "ns", "agc", "beamforming")
-COMMAND_KINDS = ("reboot", "rejoin", "identify", "selftest", "collect_diagnostics")
+COMMAND_KINDS = ("reboot", "rejoin", "identify", "selftest", "collect_diagnostics",
+                 "technician_access")
+# technician_access opens the box's status page for a code the admin holds: the command
+# carries only the code's SHA-256 (of the code upper-cased, without dashes and spaces) and
+# how long it is valid, so the code itself never travels to or rests on the box.
+TECHNICIAN_MAX_VALID_S = 8 * 3600
 # Commands that would interrupt a meeting; the box holds them until it is out of a call.
 DISRUPTIVE_COMMANDS = frozenset({"reboot", "rejoin", "selftest"})
 
@@ -211,6 +217,30 @@ class Command:
         return self.kind in DISRUPTIVE_COMMANDS
 
 
+def parse_command_args(kind: str, args: Any) -> dict:
+    """Check a command's arguments: technician_access needs its grant, the others none."""
+    if not isinstance(args, dict):
+        raise _reject("args", "a table", args)
+    expected = {"code_sha256", "valid_s"} if kind == "technician_access" else set()
+    for key in args:
+        if key not in expected:
+            raise _reject(f"args.{key}", f"one of {', '.join(sorted(expected)) or 'nothing'} "
+                          f"for {kind} (unknown key)", args[key])
+    if kind == "technician_access":
+        digest = args.get("code_sha256")
+        if not isinstance(digest, str) or len(digest) != 64 or \
+                any(c not in "0123456789abcdef" for c in digest):
+            raise _reject("args.code_sha256", "64 lowercase hex digits", digest)
+        _int("args.valid_s", args.get("valid_s"), 1, TECHNICIAN_MAX_VALID_S)
+    return args
+
+
+def technician_code_digest(code: str) -> str:
+    """How a technician code is sent: SHA-256 of it upper-cased, without dashes and spaces."""
+    normal = code.strip().upper().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
 def parse_command_payload(payload: dict) -> Command:
     keys = {"jti", "sub", "cmd", "iat", "exp", "args"}
     for key in payload:
@@ -218,9 +248,7 @@ def parse_command_payload(payload: dict) -> Command:
             raise _reject(key, f"one of {', '.join(sorted(keys))} (unknown key)", payload[key])
     if payload.get("cmd") not in COMMAND_KINDS:
         raise _reject("cmd", f"one of {', '.join(COMMAND_KINDS)}", payload.get("cmd"))
-    args = payload.get("args", {})
-    if not isinstance(args, dict):
-        raise _reject("args", "a table", args)
+    args = parse_command_args(payload["cmd"], payload.get("args", {}))
     return Command(id=_text("jti", payload.get("jti"), 64), serial=_text("sub", payload.get("sub")),
                    kind=payload["cmd"], issued_at=_int("iat", payload.get("iat"), 0, 2**40),
                    expires_at=_int("exp", payload.get("exp"), 0, 2**40), args=args)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from .. import crypto, protocol
 from ..errors import ConfigRejected
-from ..schema import COMMAND_KINDS, COMMAND_TYP, parse_settings
+from ..schema import COMMAND_KINDS, COMMAND_TYP, parse_command_args, parse_settings
 from .db import commands, configs, device_codes, devices
 from .enrolment import Refused, Tunables, record_audit, sign_config
 from .keys import ServiceKeys
@@ -99,6 +99,10 @@ def issue_command(conn: Connection, keys: ServiceKeys, serial: str, kind: str, a
     if kind not in COMMAND_KINDS:
         raise Refused(422, "invalid_command",
                       f"command must be one of {', '.join(COMMAND_KINDS)}, got {kind!r}")
+    try:
+        parse_command_args(kind, args)
+    except ConfigRejected as exc:
+        raise Refused(422, "invalid_command", str(exc)) from None
     row = conn.execute(select(devices.c.state).where(devices.c.serial == serial)).first()
     if row is None or row.state != "accepted":
         raise Refused(404, "not_accepted", f"no accepted device {serial!r}")

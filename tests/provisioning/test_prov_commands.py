@@ -90,3 +90,30 @@ async def test_command_signed_for_another_box_is_refused(service, enrolled, make
 async def test_unknown_command_kind_is_refused_by_the_service(service, enrolled):
     resp = await service.admin("POST", "/v1/admin/devices/RB-K1/commands", {"kind": "format_disk"})
     assert resp.status_code == 422 and "format_disk" in resp.json()["detail"]
+
+
+async def test_technician_access_carries_only_the_code_hash(service, enrolled):
+    from provisioning.schema import technician_code_digest
+    digest = technician_code_digest("ABCDE-FGH23")
+    resp = await service.admin("POST", "/v1/admin/devices/RB-K1/commands", {
+        "kind": "technician_access", "args": {"code_sha256": digest, "valid_s": 1800}})
+    assert resp.status_code == 200
+    await enrolled.agent.checkin()
+    event = await enrolled.next_event("command_received")
+    assert event.data["kind"] == "technician_access"
+    assert event.data["args"] == {"code_sha256": digest, "valid_s": 1800}
+
+
+@pytest.mark.parametrize("kind, args, match", [
+    ("technician_access", {"code_sha256": "ABC", "valid_s": 60},
+     "args.code_sha256 must be 64 lowercase hex digits, got 'ABC'"),
+    ("technician_access", {"code_sha256": "a" * 64, "valid_s": 99999},
+     "args.valid_s must be an integer from 1 to 28800, got 99999"),
+    ("reboot", {"force": True}, "args.force must be one of nothing for reboot"),
+])
+async def test_command_arguments_are_checked_by_the_service(service, enrolled, kind, args,
+                                                            match):
+    resp = await service.admin("POST", "/v1/admin/devices/RB-K1/commands",
+                               {"kind": kind, "args": args})
+    assert resp.status_code == 422
+    assert match in resp.json()["detail"]
