@@ -151,7 +151,13 @@ def create_app(keys: ServiceKeys, engine: Engine, tun: Tunables | None = None,
 
     @app.post("/v1/admin/devices/import", dependencies=guard, tags=["admin"])
     def import_devices(body: ImportRequest):
+        columns = ("serial",) + enrolment.ROOM_FIELDS
         for i, row in enumerate(body.rows, start=2):   # line 1 of the CSV is the header
+            for key in row:
+                if key not in columns:
+                    return JSONResponse({"error": "invalid_csv", "detail": (
+                        f"line {i}: column {key!r} must be one of {', '.join(columns)}")},
+                        status_code=422)
             if not row.get("serial"):
                 return JSONResponse({"error": "invalid_csv",
                                      "detail": f"line {i}: serial is required, got nothing"},

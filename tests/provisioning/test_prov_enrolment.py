@@ -261,3 +261,12 @@ async def test_removed_box_loses_its_certificate_and_enrols_again(service, make_
         task.cancel()
     audit = (await service.admin("GET", "/v1/admin/audit")).json()["audit"]
     assert "device.remove" in [a["action"] for a in audit]
+
+
+async def test_import_rejects_unknown_columns_naming_line_and_column(service):
+    resp = await service.admin("POST", "/v1/admin/devices/import", {
+        "rows": [{"serial": "RB-X2"}, {"serial": "RB-X3", "floor": "3"}]})
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("line 3: column 'floor' must be one of serial, site")
+    listed = (await service.admin("GET", "/v1/admin/devices")).json()["devices"]
+    assert listed == []
