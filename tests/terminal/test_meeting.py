@@ -2,6 +2,9 @@
 participant (an aiortc peer publishing a stamped pattern and a 440 Hz tone)."""
 from __future__ import annotations
 
+import asyncio
+import os
+
 import numpy as np
 import pytest
 
@@ -21,6 +24,7 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
     async with RemotePeer(janus_url, number, "alice", tone_hz=440) as alice:
         async with running_terminal(settings) as terminal:
             assert terminal.session is None, "no camera before a call"
+            sockets_before = _sockets()
             await press(terminal, "join")
             await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
             assert terminal.leds.shown == {"colour": "red", "pattern": "solid"}
@@ -66,3 +70,18 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             assert ("left", str(alice.feed_id)) in sink.log
             states = [t.after for t in terminal.machine.history]
             assert states[-4:] == [State.JOINING, State.IN_CALL, State.LEAVING, State.IDLE]
+            # Alice's own subscription to us keeps its ICE socket (one UDP socket per pc).
+            await until(lambda: _sockets() <= sockets_before + 1, 5, "the call's sockets closed")
+            leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith(("call-", "remote-", "janus-"))]
+            assert not leftovers, f"tasks outlived the call: {leftovers}"
+
+
+def _sockets() -> int:
+    """Sockets this process holds (UDP for ICE, TCP for Janus's HTTP API)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            pass    # closed while we looked
+    return count
