@@ -71,6 +71,8 @@ class CallStats:
                 "rtt_ms": round(1000 * max(rtts), 1) if rtts else None,
                 "tx_loss": round(max(losses), 3) if losses else None,
                 "rx_loss": round(rate["rx_lost"] / expected, 3) if expected else None}
+            known = [v for v in (self.figures["tx_loss"], self.figures["rx_loss"]) if v is not None]
+            self.figures["loss"] = max(known) if known else None     # the worse direction
         self._last, self._last_at = totals, now
 
     def summary(self) -> dict[str, Any]:
