@@ -26,6 +26,9 @@ JWS_ALG = "Ed25519"
 DEVICE_CERT_DAYS = 825
 SERVER_CERT_DAYS = 825
 CA_DAYS = 3650
+# Certificates start a year in the past: a Raspberry Pi has no real-time clock and boots
+# with the date its image was built (fake-hwclock) until NTP answers, and TLS must work then.
+BACKDATE = dt.timedelta(days=365)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -101,7 +104,7 @@ def create_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certif
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - dt.timedelta(minutes=5))
+            .not_valid_before(_now() - BACKDATE)
             .not_valid_after(_now() + dt.timedelta(days=CA_DAYS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
@@ -119,7 +122,7 @@ def _leaf(ca_key, ca_cert: x509.Certificate, subject: x509.Name, public_key, day
           sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
                .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(_now() - dt.timedelta(minutes=5))
+               .not_valid_before(_now() - BACKDATE)
                .not_valid_after(_now() + dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
