@@ -117,3 +117,24 @@ async def test_command_arguments_are_checked_by_the_service(service, enrolled, k
                                {"kind": kind, "args": args})
     assert resp.status_code == 422
     assert match in resp.json()["detail"]
+
+
+def test_command_with_a_bad_signature_or_unknown_kind_is_refused(tmp_path):
+    import time as _time
+
+    from provisioning import crypto
+    from provisioning.agent.commands import CommandGate
+    from provisioning.errors import CommandRejected
+    from provisioning.schema import COMMAND_TYP
+    ours, theirs = (crypto.key_pem(crypto.new_signing_key()) for _ in range(2))
+    gate = CommandGate(tmp_path, "RB-K9", crypto.public_pem(crypto.load_key(ours)))
+    now = int(_time.time())
+    payload = {"jti": "c1", "sub": "RB-K9", "cmd": "identify", "iat": now, "exp": now + 60,
+               "args": {}}
+    with pytest.raises(CommandRejected, match="signature check failed"):
+        gate.verify(crypto.sign_document(payload, theirs, COMMAND_TYP))
+    with pytest.raises(CommandRejected, match="cmd must be one of reboot"):
+        gate.verify(crypto.sign_document(payload | {"cmd": "format_disk"}, ours, COMMAND_TYP))
+    with pytest.raises(CommandRejected, match="JWS typ must be 'roombox-command\\+jws'"):
+        gate.verify(crypto.sign_document(payload, ours, "roombox-config+jws"))
+    assert gate.verify(crypto.sign_document(payload, ours, COMMAND_TYP)).kind == "identify"
