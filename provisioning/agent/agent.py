@@ -39,7 +39,7 @@ import httpx
 from .. import protocol
 from ..errors import (CommandRejected, ConfigRejected, EnrolmentError, EnrolmentRevoked,
                       ProvisioningError, ServiceError)
-from ..schema import Settings
+from ..schema import SAFE_SETTINGS, Settings
 from .commands import CommandGate
 from .config_store import ConfigStore
 from .discovery import ServiceLocation, fetch_pinned_ca
@@ -143,6 +143,14 @@ class ProvisioningAgent:
     def _backoff(self, failures: int) -> float:
         return min(RETRY_MAX_S, self._retry_base_s * 2 ** min(failures - 1, 10)) \
             * random.uniform(0.5, 1.0)
+
+    @property
+    def running_settings(self) -> Settings:
+        """What the box should run now: the committed config, else the built-in safe one.
+
+        Read it at start-up (before ``run()``); later changes arrive as events.
+        """
+        return self.store.running if self.store else SAFE_SETTINGS
 
     def status(self) -> dict:
         return {"state": self.state, "serial": self.identity.serial, "service": self._url,

@@ -270,3 +270,16 @@ async def test_import_rejects_unknown_columns_naming_line_and_column(service):
     assert resp.json()["detail"].startswith("line 3: column 'floor' must be one of serial, site")
     listed = (await service.admin("GET", "/v1/admin/devices")).json()["devices"]
     assert listed == []
+
+
+async def test_restarted_box_starts_from_its_committed_config(service, make_box, tmp_path):
+    await service.admin("POST", "/v1/admin/devices/import",
+                        {"rows": [{"serial": "RB-BOOT", **ROOM}]})
+    fresh = make_box("RB-BOOT")
+    assert fresh.agent.running_settings.meeting_url == ""      # the built-in safe config
+    await fresh.agent.enrol()
+    await fresh.agent.checkin()
+    await fresh.next_event("config_committed")
+    rebooted = make_box("RB-BOOT")                              # same state directory
+    assert rebooted.agent.status()["state"] == "provisioned"
+    assert rebooted.agent.running_settings.meeting_url == ROOM["meeting_url"]
