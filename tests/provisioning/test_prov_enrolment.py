@@ -272,7 +272,7 @@ async def test_import_rejects_unknown_columns_naming_line_and_column(service):
     assert listed == []
 
 
-async def test_restarted_box_starts_from_its_committed_config(service, make_box, tmp_path):
+async def test_restarted_box_starts_from_its_committed_config(service, make_box):
     await service.admin("POST", "/v1/admin/devices/import",
                         {"rows": [{"serial": "RB-BOOT", **ROOM}]})
     fresh = make_box("RB-BOOT")
