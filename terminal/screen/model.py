@@ -6,7 +6,8 @@ known state in tests and screenshots. Keys read (all optional but ``state``):
 
 - ``state``, ``reason``, ``muted``, ``lost_devices``, ``notices``, ``uptime_s``, ``profile``,
   ``board`` (``serial``, ``cpu_temp_c``, ``throttling``, ``memory``, ``disk``),
-  ``upcoming`` ({``summary``, ``start``}: the calendar's meeting within 10 minutes) -
+  ``upcoming`` ({``summary``, ``start``}: the calendar's meeting within 10 minutes),
+  ``meeting`` and ``calendar_meeting`` (what the join button would join) -
   from Terminal.status() and its state machine;
 - ``call_session``: ``rtt_ms`` and ``loss`` (fraction) for the network-quality bars, or a
   ready ``quality`` ("good", "fair", "poor"); ``duration_s`` if the session times the call;
@@ -58,6 +59,7 @@ class ScreenModel:
     language: str
     room_name: str
     now: dt.datetime
+    can_join: bool = True
     has_calendar: bool = False
     meetings: tuple[Meeting, ...] = ()
     upcoming: Meeting | None = None
@@ -105,7 +107,7 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", lay
     return ScreenModel(
         screen=screen, language=language,
         room_name=str(room.get("name") or text(language, "room_fallback")),
-        now=now, has_calendar=bool(status.get("calendar")), meetings=meetings[:MAX_LISTED_MEETINGS],
+        now=now, can_join=_can_join(status), has_calendar=bool(status.get("calendar")), meetings=meetings[:MAX_LISTED_MEETINGS],
         upcoming=upcoming,
         activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
         verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),
@@ -136,6 +138,14 @@ def _time(value: Any, tz: dt.tzinfo | None) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(tz)
+
+
+def _can_join(status: dict[str, Any]) -> bool:
+    """Whether the join button has a meeting to join: the calendar's current one or the
+    room's standing one (the state machine's ``calendar_meeting`` and ``meeting``)."""
+    if "meeting" not in status and "calendar_meeting" not in status:
+        return True              # a status without them: do not claim the button is dead
+    return bool(status.get("meeting") or status.get("calendar_meeting"))
 
 
 def _calendar_list(calendar: dict[str, Any]) -> list[Any]:

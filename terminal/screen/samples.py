@@ -39,6 +39,7 @@ BASE: dict[str, Any] = {
     "profile": "pi5-usb", "state": "idle", "reason": "ready", "muted": False, "lost_devices": {},
     "notices": [], "transitions": 2, "uptime_s": 86_523.0, "board": BOARD, "devices": {},
     "room": {"name": "Kilimanjaro – 3rd floor"},
+    "meeting": "janus+https://meet.example.org/janus?room=4711&pin=***", "calendar_meeting": None,
     "network": {"online": True, "interface": "eth0", "address": "10.20.30.41"},
     "calendar": {"events": [
         {"title": "Design review: onboarding flow", "start": _at(10, 0), "end": _at(10, 45)},
@@ -67,6 +68,7 @@ SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "booting": (_sample(state="booting", reason="starting"), {}),
     "idle": (_sample(calendar={"events": BASE["calendar"]["events"][1:]}), {}),
     "idle-upcoming": (_sample(upcoming=UPCOMING), {}),
+    "idle-nothing-to-join": (_sample(meeting=None, calendar={"events": []}), {}),
     "idle-zh": (_sample(room={"name": "长城会议室（三楼）", "language": "zh"},
                         calendar={"events": [{"title": "产品评审", "start": _at(10, 0), "end": _at(10, 45)},
                                              {"title": "周会", "start": _at(14, 0), "end": _at(15, 0)}]}), {}),

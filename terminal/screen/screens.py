@@ -56,8 +56,8 @@ def draw_idle(p: Painter, m: ScreenModel) -> Regions:
         regions["upcoming"] = p.text(words, margin + p.px(0.03), banner[1] + banner[3] // 2, TEXT,
                                      weight="bold", anchor="midleft", max_width=banner[2] - p.px(0.06))
         top += p.px(0.12)
-    regions["main"] = p.text(m.t("press_to_join"), margin, top, MAIN_TEXT, anchor="topleft",
-                             max_width=p.width - 2 * margin)
+    regions["main"] = p.text(m.t("press_to_join" if m.can_join else "nothing_to_join"), margin, top, MAIN_TEXT,
+                             WHITE if m.can_join else GREY, max_width=p.width - 2 * margin)
     if m.has_calendar:         # without a calendar, "no more meetings" would be a guess
         regions.update(_agenda(p, m, top + p.px(0.12)))
     return regions

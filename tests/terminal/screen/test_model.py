@@ -88,3 +88,10 @@ def test_the_calendar_pollers_status_with_only_a_count_lists_nothing():
     assert build(status, NOW).meetings == ()
     listed = {"state": "idle", "calendar": {"events": 1, "next": [event("Listed", 11, 0)]}}
     assert [m.title for m in build(listed, NOW).meetings] == ["Listed"]
+
+
+def test_idle_says_when_the_join_button_has_nothing_to_join():
+    assert build({"state": "idle"}, NOW).can_join                      # unknown: no claim
+    assert not build({"state": "idle", "meeting": None, "calendar_meeting": None}, NOW).can_join
+    assert build({"state": "idle", "meeting": "janus+https://x.test/janus?room=1", "calendar_meeting": None},
+                 NOW).can_join

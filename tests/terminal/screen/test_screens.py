@@ -32,6 +32,7 @@ def test_every_page_has_a_main_line_big_enough_to_read_across_the_room(name, dis
 @pytest.mark.parametrize("name, region, expected", [
     ("idle", "main", "press the button to join"),
     ("idle", "room", "kilimanjaro"),
+    ("idle-nothing-to-join", "main", "no meeting to join right now"),
     ("idle", "meeting0", "weekly sync with the nairobi office"),
     ("idle-upcoming", "upcoming", "starts in 8 min"),
     ("unprovisioned", "code", "wdjb-mjht"),
