@@ -107,8 +107,8 @@ def build(status: dict[str, Any], now: dt.datetime, *, language: str = "en", lay
     return ScreenModel(
         screen=screen, language=language,
         room_name=str(room.get("name") or text(language, "room_fallback")),
-        now=now, can_join=_can_join(status), has_calendar=bool(status.get("calendar")), meetings=meetings[:MAX_LISTED_MEETINGS],
-        upcoming=upcoming,
+        now=now, can_join=_can_join(status), has_calendar=bool(status.get("calendar")),
+        meetings=meetings[:MAX_LISTED_MEETINGS], upcoming=upcoming,
         activation_code=str(provisioning.get("activation_code") or provisioning.get("user_code") or ""),
         verification_url=str(provisioning.get("verification_url") or provisioning.get("verification_uri") or ""),
         serial=str(provisioning.get("serial") or board.get("serial") or ""),
