@@ -43,14 +43,15 @@ class EchoCanceller:
     and of the reference (what the loudspeaker played in the same frame) and returns the
     echo-free int16 frame, delayed by one frame (the suppressor's overlap-add) + 2 ms. Call it
     from one thread; an instance holds the state of one stream. ``suppress=False`` leaves
-    only the linear canceller (for measurements).
+    only the linear canceller (for measurements); ``denoise=False`` leaves stationary noise
+    to a separate noise suppressor.
 
     Raises AudioConfigError for an unsupported rate/frame pair, ValueError for frames of
     the wrong length.
     """
 
     def __init__(self, sample_rate: int = 16000, frame_size: int = 160, *,
-                 suppress: bool = True, tail_s: float = TAIL_S):
+                 suppress: bool = True, denoise: bool = True, tail_s: float = TAIL_S):
         if SUPPORTED.get(sample_rate) != frame_size:
             raise AudioConfigError(
                 f"aec: sample_rate/frame_size must be one of "
@@ -64,11 +65,10 @@ class EchoCanceller:
         self._drift = DriftCompensator(frame_size, (partitions + 2) * frame_size, headroom)
         self._mic_line = np.zeros(frame_size + headroom)
         self.latency_samples = frame_size + headroom   # output lags the input by this much
-        self._suppressor = ResidualEchoSuppressor(frame_size) if suppress else None
+        self._suppressor = ResidualEchoSuppressor(frame_size, denoise=denoise) if suppress else None
         self._snapshot: np.ndarray | None = None
         self._frames = 0
         self._far_frames = 0
-        self._since_far = 1 << 30
         self._mic_energy = 0.0
         self._out_energy = 0.0
         self._cov = self._var = self.misalignment = 0.0
@@ -96,9 +96,7 @@ class EchoCanceller:
         self._far_frames = self._far_frames + 1 if far_active else 0
         self._track_drift()
         self._watch_misalignment(error, echo, far_active)
-        self._since_far = 0 if far_active else self._since_far + 1
-        out = error if self._suppressor is None else self._suppressor.process(
-            error, echo, self._since_far <= self._filter.partitions)
+        out = error if self._suppressor is None else self._suppressor.process(error, echo)
         self._frames += 1
         if far_active:
             self._mic_energy = 0.99 * self._mic_energy + float(np.dot(m, m))

@@ -35,6 +35,7 @@ class KalmanEchoFilter:
                  sample_rate: int = 16000):
         self.posterior = posterior
         self.noise_factor = 2.0
+        self.onset_guard = True
         self.confidence_factor = 0.5
         self.block = block
         self.partitions = partitions
@@ -86,13 +87,16 @@ class KalmanEchoFilter:
         p_x = self.uncertainty * self._powers
         echo_var = p_x.sum(axis=0)
         # The factor 2 maps the zero-padded error's PSD onto the 2N-point transform of X.
-        denom = echo_var + self.noise_factor * self._noise_psd + 1e-12
-        mu = self.uncertainty / denom
+        mu = self.uncertainty / (echo_var + self.noise_factor * self._noise_psd + 1e-12)
         # Measurement noise from the a-posteriori error: what the updated filter could not
         # explain. Using the prior error instead would count unlearnt echo as noise and
         # stall convergence after a path change.
         post = 1.0 - 0.5 * (mu * self._powers).sum(axis=0) if self.posterior else 1.0
         self._noise_psd = s * self._noise_psd + (1.0 - s) * e_pow * post * post
+        if self.onset_guard:
+            # Step with the noise estimate that already includes this frame: a near-end
+            # onset then shrinks the step in the very frame it starts, not one frame late.
+            mu = self.uncertainty / (echo_var + self.noise_factor * self._noise_psd + 1e-12)
         gain = mu * np.conj(self._spectra)
         update = np.fft.irfft(gain * e_spec, axis=1)
         update[:, n:] = 0.0                     # gradient constraint: keep filters causal, N taps

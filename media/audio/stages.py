@@ -51,8 +51,8 @@ class EchoCancellerStage(AudioStage):
 
     name = "aec"
 
-    def __init__(self, sample_rate: int, frame_size: int):
-        self.canceller = EchoCanceller(sample_rate, frame_size)
+    def __init__(self, sample_rate: int, frame_size: int, *, denoise: bool = True):
+        self.canceller = EchoCanceller(sample_rate, frame_size, denoise=denoise)
         self.frame_size = frame_size
         self._reference = collections.deque(maxlen=RENDER_QUEUE_FRAMES)
         self.reference_missing = 0      # capture frames with no played frame to match
@@ -168,6 +168,7 @@ def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] 
     """Make the stages named in ``stages`` (in that order) and chain them.
 
     ``beam`` needs a geometry with two or more mics and is left out for a single mic.
+    ``aec`` also lowers stationary noise unless an ``ns`` stage is in the list.
     Raises AudioConfigError naming an unknown or repeated stage.
     """
     order = list(stages)
@@ -183,7 +184,9 @@ def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] 
             if len(geometry) >= 2:
                 made.append(BeamformerStage(geometry, sample_rate, frame_size))
         elif name == "aec":
-            made.append(EchoCancellerStage(sample_rate, frame_size))
+            # The canceller reduces noise in its own suppressor, jointly with the echo; with
+            # an ns stage configured it leaves that job to the stage.
+            made.append(EchoCancellerStage(sample_rate, frame_size, denoise="ns" not in order))
         elif name == "ns":
             made.append(NoiseSuppressorStage(frame_size))
         else:

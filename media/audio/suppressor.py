@@ -8,6 +8,9 @@ uncorrelated with the echo) and attenuate only cells where that predicted residu
 comparable to the error. A near-end talker makes the error much larger than the predicted
 residual in the bins it occupies, so those gains stay at 1: full duplex.
 
+Stationary room noise is reduced in the same gain (``denoise``), as one joint rule rather
+than a second suppressor in series, so the two never fight over the same cells.
+
 Works on a sqrt-Hann STFT of two frames with a one-frame hop; adds one frame of latency.
 """
 from __future__ import annotations
@@ -17,26 +20,26 @@ import numpy as np
 from media.audio.noise import NoiseFloorTracker
 from media.audio.stft import StreamingStft
 
-OVERSUBTRACT = 1.5        # how many times the predicted residual must be removed
-GAIN_FLOOR = 10 ** (-40 / 20)
+OVERSUBTRACT = 1.75       # how many times the predicted residual must be removed
+ECHO_GAIN_FLOOR = 10 ** (-40 / 20)
+NOISE_GAIN_FLOOR = 10 ** (-15 / 20)   # noise is lowered, not gated: steady room tone
 LEAK_SMOOTHING = 0.995    # per frame: ~2 s memory; shorter lets double talk bias it
 LEAK_MIN, LEAK_MAX = 1e-3, 2.0
 PSD_SMOOTHING = 0.6
-NOISE_OVERSUBTRACT = 1.5            # the minimum of a smoothed periodogram underestimates
+NOISE_TRACKER_SMOOTHING = 0.7   # fast enough to reach the floor between syllables
+NOISE_OVERSUBTRACT = 2.5        # the minimum of a smoothed periodogram sits below the mean
 GAIN_RELEASE = 0.5        # gains may rise only this fast per frame (avoids musical noise)
 
 
 class ResidualEchoSuppressor:
-    """Applies echo-suppression gains to the canceller's error, one block per call."""
+    """Applies echo-suppression (and optionally noise-suppression) gains, one block per call."""
 
-    def __init__(self, block: int, *, oversubtract: float = OVERSUBTRACT,
-                 noise_floor_db: float = -15.0):
+    def __init__(self, block: int, *, denoise: bool = True):
         self.block = block
-        self.oversubtract = oversubtract
-        self.noise_gain = 10 ** (noise_floor_db / 20)
+        self.denoise = denoise
         bins = block + 1
         self._stft = StreamingStft(block, channels=2)
-        self._noise = NoiseFloorTracker(bins)
+        self._noise = NoiseFloorTracker(bins, smoothing=NOISE_TRACKER_SMOOTHING)
         self._s_e = np.zeros(bins)
         self._s_y = np.zeros(bins)
         self._mean_e = np.zeros(bins)
@@ -46,13 +49,9 @@ class ResidualEchoSuppressor:
         self._gain = np.ones(bins)
         self.leak = np.full(bins, 0.5)
 
-    def process(self, error: np.ndarray, echo: np.ndarray, far_active: bool = True) -> np.ndarray:
-        """Return the suppressed output block (delayed by one block).
-
-        ``far_active``: the loudspeaker played something within the echo tail. Only then is
-        the room noise reduced too (to the noise floor gain): with the far end silent the
-        near-end passes untouched, and noise suppression is the separate NS stage's job.
-        """
+    def process(self, error: np.ndarray, echo: np.ndarray) -> np.ndarray:
+        """Suppress one block of the linear canceller's ``error`` given its ``echo``
+        estimate (float, full scale); returns the output block, one block late."""
         e_spec, y_spec = self._stft.analyse(np.stack([error, echo]))
         p_e = e_spec.real ** 2 + e_spec.imag ** 2
         p_y = y_spec.real ** 2 + y_spec.imag ** 2
@@ -61,12 +60,12 @@ class ResidualEchoSuppressor:
         self._s_e = s * self._s_e + (1 - s) * p_e
         self._s_y = s * self._s_y + (1 - s) * p_y
         noise_floor = self._noise.update(p_e)
-        residual = self.oversubtract * self.leak * self._s_y
-        noise = NOISE_OVERSUBTRACT * noise_floor if far_active else np.zeros_like(noise_floor)
+        residual = OVERSUBTRACT * self.leak * self._s_y
+        noise = NOISE_OVERSUBTRACT * noise_floor if self.denoise else np.zeros_like(noise_floor)
         gain = 1.0 - (residual + noise) / (self._s_e + 1e-20)
         # Cells dominated by echo may go to -40 dB; noise-only cells keep a floor, so the
         # room tone stays steady instead of pumping with the far end's speech.
-        floor = np.where(residual > noise, GAIN_FLOOR, self.noise_gain)
+        floor = np.where(residual > noise, ECHO_GAIN_FLOOR, NOISE_GAIN_FLOOR)
         gain = np.clip(gain, floor, 1.0)
         gain = np.minimum(gain, self._gain + GAIN_RELEASE)
         self._gain = gain
