@@ -42,11 +42,11 @@ PAGES: dict[str, Callable[[Painter, ScreenModel], dict]] = {
 }
 
 
-def render(display_canvas, fonts: Fonts, model: ScreenModel,
+def render(canvas, fonts: Fonts, model: ScreenModel,
            compositor: Compositor | None = None) -> tuple[dict, list[Placed]]:
     """Draw ``model`` on a canvas (blocking, render thread). Returns the regions drawn and,
     in a call, where each participant's video went."""
-    painter = Painter(display_canvas, fonts)
+    painter = Painter(canvas, fonts)
     if model.screen == "in_call":
         return call.draw_in_call(painter, model, compositor or Compositor())
     return PAGES[model.screen](painter, model), []
