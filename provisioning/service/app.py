@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,54 @@ from .db import audit, transaction
 from .enrolment import Refused, Tunables
 from .keys import ServiceKeys
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_DEVICE_BODY_BYTES = 64 * 1024          # a CSR, a health summary: a few KiB in practice
+MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024    # a CSV import of tens of thousands of boxes
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for request bodies over the limit, before anything parses them.
+
+    Checks Content-Length up front and counts streamed (chunked) bodies as they arrive.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = (MAX_ADMIN_BODY_BYTES if scope["path"].startswith("/v1/admin/")
+                 else MAX_DEVICE_BODY_BYTES)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(send, limit)
+        seen, refused = 0, False
+
+        async def counted():
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit and not refused:
+                # Answer now and tell the app the client left; whatever it sends is dropped.
+                refused = True
+                await _too_large(send, limit)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded_send)
+
+
+async def _too_large(send, limit: int) -> None:
+    body = json.dumps({"error": "too_large",
+                       "detail": f"request body must be at most {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class EnrolRequest(BaseModel):
@@ -74,6 +122,7 @@ def create_app(keys: ServiceKeys, engine: Engine, tun: Tunables | None = None,
     tun = tun or Tunables()
     app = FastAPI(title="roombox provisioning", version="1",
                   description="Zero-touch provisioning for roombox meeting-room terminals.")
+    app.add_middleware(BodyLimit)
 
     def run(work: Callable, *, status: int = 200):
         refused = None

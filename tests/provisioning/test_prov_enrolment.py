@@ -283,3 +283,23 @@ async def test_restarted_box_starts_from_its_committed_config(service, make_box)
     rebooted = make_box("RB-BOOT")                              # same state directory
     assert rebooted.agent.status()["state"] == "provisioned"
     assert rebooted.agent.running_settings.meeting_url == ROOM["meeting_url"]
+
+
+async def test_oversized_request_bodies_are_refused_before_parsing(service):
+    huge = {"serial": "RB-BIG", "csr": "x" * 100_000}
+    resp = await service.device("POST", protocol.ENROL_PATH, huge)
+    assert resp.status_code == 413
+    assert resp.json()["detail"] == "request body must be at most 65536 bytes"
+
+
+async def test_oversized_chunked_body_is_refused_too(service):
+    import httpx
+
+    async def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    async with httpx.AsyncClient(verify=service.ssl, timeout=20) as client:
+        resp = await client.post(service.url + protocol.ENROL_PATH, content=chunks(),
+                                 headers={"content-type": "application/json"})
+    assert resp.status_code == 413
