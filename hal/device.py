@@ -27,18 +27,33 @@ class Device:
     def __init__(self) -> None:
         self._closed = False
         self._lock = threading.Lock()
+        self._readers: list[ThreadedReader] = []
 
     @property
     def is_closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
-        """Release the device. Safe to call more than once and from any thread."""
+        """Release the device. Safe to call more than once and from any thread.
+
+        Reader threads are stopped first: releasing a PCM or camera while a thread is still
+        inside its blocking read crashes the driver library (seen: pyalsaaudio segfault)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        stuck = [reader.name for reader in self._readers if not reader.stop()]
+        if stuck:
+            log.warning("%s: %s still blocked in a read; leaving the device open rather than "
+                        "freeing it under the thread", self.kind, ", ".join(stuck))
+            return
         self._close()
+
+    def _reader(self, name: str, read: Callable[[], Any], max_queue: int) -> "ThreadedReader":
+        """A ThreadedReader that close() will stop before releasing the device."""
+        reader = ThreadedReader(name, read, max_queue)
+        self._readers = [r for r in self._readers if r.is_running] + [reader]
+        return reader
 
     def _close(self) -> None:
         pass
@@ -69,13 +84,26 @@ class ThreadedReader:
         self.name = name
         self._read = read
         self._max_queue = max_queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.dropped = 0
         self.delivered = 0
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = THREAD_JOIN_TIMEOUT_S) -> bool:
+        """Ask the thread to stop after its current read and wait; False if it is stuck."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        return not self.is_running
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(self._max_queue)
-        stop = threading.Event()
+        stop = self._stop
 
         def put(item: Any) -> None:
             if queue.full():
@@ -98,7 +126,7 @@ class ThreadedReader:
                 if not loop.is_closed():
                     loop.call_soon_threadsafe(put, _End(item))
 
-        thread = threading.Thread(target=run, name=self.name, daemon=True)
+        thread = self._thread = threading.Thread(target=run, name=self.name, daemon=True)
         thread.start()
         try:
             while True:

@@ -37,7 +37,7 @@ class Camera(Device):
         self.height = profile.height
         self.fps = profile.fps
         self._t0: float | None = None
-        self._reader: ThreadedReader | None = None
+        self.reader: ThreadedReader | None = None
         self.frames_captured = 0
 
     def _pts_now(self) -> int:
@@ -60,8 +60,8 @@ class Camera(Device):
     async def frames(self) -> AsyncIterator[av.VideoFrame]:
         """Frames as they are captured; when the consumer is slow, old frames are dropped."""
         self._check_open()
-        self._reader = ThreadedReader(f"camera-{self.backend}", self.capture, max_queue=2)
-        async for frame in self._reader:
+        self.reader = self._reader(f"camera-{self.backend}", self.capture, max_queue=2)
+        async for frame in self.reader:
             yield frame
 
     async def packets(self) -> AsyncIterator[av.Packet]:
@@ -73,7 +73,7 @@ class Camera(Device):
         status = super().status()
         status.update(width=self.width, height=self.height, fps=self.fps,
                       frames=self.frames_captured,
-                      dropped=self._reader.dropped if self._reader else 0)
+                      dropped=self.reader.dropped if self.reader else 0)
         return status
 
 

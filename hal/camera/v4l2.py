@@ -12,7 +12,6 @@ from typing import AsyncIterator
 import av
 
 from hal.camera import TIME_BASE, Camera
-from hal.device import ThreadedReader
 from hal.errors import DeviceUnavailable, UnsupportedControl
 from hal.profile import CameraProfile
 
@@ -74,8 +73,8 @@ class V4l2Camera(Camera):
             raise UnsupportedControl(f"camera: v4l2 '{self.profile.device}' delivers {self.input_format}, "
                                      "not H.264 (set camera.format = \"h264\" if the camera offers it)")
         self._check_open()
-        self._reader = ThreadedReader("camera-v4l2-h264", self._capture_packet, max_queue=8)
-        async for packet in self._reader:
+        self.reader = self._reader("camera-v4l2-h264", self._capture_packet, max_queue=8)
+        async for packet in self.reader:
             yield packet
 
     def _close(self) -> None:

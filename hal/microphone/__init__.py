@@ -32,7 +32,7 @@ class Microphone(Device):
         self.geometry = profile.geometry
         self.periods_read = 0
         self.overruns = 0
-        self._reader: ThreadedReader | None = None
+        self.reader: ThreadedReader | None = None
 
     def _read_period(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -48,15 +48,15 @@ class Microphone(Device):
     async def periods(self, max_queue: int = 50) -> AsyncIterator[np.ndarray]:
         """Periods as they are captured; a slow consumer loses the oldest (counted)."""
         self._check_open()
-        self._reader = ThreadedReader(f"mic-{self.backend}", self.read, max_queue=max_queue)
-        async for period in self._reader:
+        self.reader = self._reader(f"mic-{self.backend}", self.read, max_queue=max_queue)
+        async for period in self.reader:
             yield period
 
     def status(self) -> dict[str, Any]:
         status = super().status()
         status.update(sample_rate=self.sample_rate, channels=self.channels,
                       periods=self.periods_read, overruns=self.overruns,
-                      dropped=self._reader.dropped if self._reader else 0)
+                      dropped=self.reader.dropped if self.reader else 0)
         return status
 
 

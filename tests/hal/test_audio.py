@@ -170,3 +170,16 @@ def test_sim_microphone_spatialises_a_talker_across_the_array():
         lags.append(int(np.argmax(corr)) - 20)
     # Talker at 60°: mic 1 (+y) hears it first, mic 3 (-y) last, relative to mic 0 (+x).
     assert lags[0] < 0 < lags[2]
+
+
+async def test_closing_while_the_reader_thread_reads_stops_it_first(recorded_wav):
+    """Leaving ``async for`` does not finalise the generator at once, so close() may run
+    while the reader thread is inside pcm.read(): freeing the PCM under it crashed
+    pyalsaaudio. close() now stops and joins the reader before releasing the device."""
+    _, raw = recorded_wav
+    for _ in range(20):
+        mic = open_microphone(mic_profile("alsa", raw))
+        async for _period in mic.periods():
+            break
+        mic.close()
+        assert mic.is_closed and not mic.reader.is_running

