@@ -51,7 +51,7 @@ class SimCamera(Camera):
             image = self._pattern(pts * float(TIME_BASE))
         else:
             image = self._file_image()
-        stamps.write(image[: self.height], stamps.Stamp(self._counter, stamps.monotonic_us()))
+        stamps.write_yuv420(image, self.width, self.height, stamps.Stamp(self._counter, stamps.monotonic_us()))
         frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
         frame.pts = pts
         frame.time_base = TIME_BASE

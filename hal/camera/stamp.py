@@ -64,6 +64,17 @@ def write(luma: np.ndarray, stamp: Stamp) -> None:
     luma[: ROWS * size, : COLUMNS * size] = np.kron(pattern, np.ones((size, size), np.uint8))
 
 
+def write_yuv420(image: np.ndarray, width: int, height: int, stamp: Stamp) -> None:
+    """Draw ``stamp`` into a yuv420p image laid out as PyAV's ndarray (h*3/2 rows of w),
+    with neutral chroma under it so it shows black and white."""
+    write(image[:height], stamp)
+    size = block_size(width)
+    rows, cols = ROWS * size // 2, COLUMNS * size // 2
+    quarter = height // 4
+    for plane in (image[height: height + quarter], image[height + quarter: height + 2 * quarter]):
+        plane.reshape(height // 2, width // 2)[:rows, :cols] = 128
+
+
 def read(luma: np.ndarray) -> Stamp | None:
     """Read a stamp back from a (possibly decoded, lossy) luma plane; None if it fails its check."""
     size = block_size(luma.shape[1])
