@@ -2,9 +2,10 @@
 
 Each frame the mic spectra are phase-aligned for a far-field source at the steering
 azimuth and averaged: the talker adds up coherently, diffuse noise and reverberation
-(and talkers elsewhere) do not. The steering follows the DOA estimate only on frames that
-stand clearly above the noise floor and only when the estimate is confident, so the beam
-does not wander toward the fan in pauses. Chosen over MVDR because it cannot cancel the
+(and talkers elsewhere) do not. The steering follows the dominant talker: confident
+per-frame DOA estimates (on frames clearly above the noise floor) vote into a decaying
+azimuth histogram and the beam points at its peak, so it neither wanders toward the fan
+in pauses nor flips to every interjection; ``talker_azimuth_deg`` exposes that peak. Chosen over MVDR because it cannot cancel the
 talker when the steering is a few degrees off, which matters more in a meeting room than
 the last decibels of interference rejection.
 """
@@ -17,7 +18,9 @@ from media.audio.stft import StreamingStft
 
 FULL_SCALE = 32768.0
 SPEECH_ABOVE_NOISE_DB = 6.0      # only frames this far above the floor update the DOA
-MIN_CONFIDENCE = 0.1             # below: keep steering where it was
+MIN_CONFIDENCE = 0.1             # estimates below this do not count toward the talker
+TALKER_MEMORY = 0.99             # per speech frame: ~1 s of DOA history decides the talker
+TALKER_SPREAD_BINS = 2           # each estimate also counts for its neighbours (±4°)
 NOISE_RISE = 10 ** (0.02 / 10)   # per frame: +2 dB/s
 
 
@@ -43,6 +46,7 @@ class DelayAndSumBeamformer:
         self.steering_deg = float(fixed_azimuth_deg or 0.0)
         self._align = self._alignment(self.steering_deg)
         self._noise_power: float | None = None
+        self._votes = np.zeros(len(self.locator.azimuths))
 
     @property
     def azimuth_deg(self) -> float | None:
@@ -61,12 +65,29 @@ class DelayAndSumBeamformer:
         spectra = self._stft.analyse(x.T / FULL_SCALE)
         if self._is_speech(x):
             azimuth, confidence = self.locator.update(spectra)
-            if not self.is_fixed and confidence >= MIN_CONFIDENCE and azimuth != self.steering_deg:
-                self.steering_deg = azimuth
-                self._align = self._alignment(azimuth)
+            if confidence >= MIN_CONFIDENCE:
+                self._vote(azimuth, confidence)
+                talker = self.talker_azimuth_deg
+                if not self.is_fixed and talker != self.steering_deg:
+                    self.steering_deg = talker
+                    self._align = self._alignment(talker)
         beam = np.mean(spectra * self._align, axis=0)
         out = self._stft.synthesise(beam)
         return np.clip(np.rint(out * FULL_SCALE), -32768, 32767).astype(np.int16)
+
+    @property
+    def talker_azimuth_deg(self) -> float | None:
+        """Azimuth of the dominant talker over the last second or so of speech."""
+        if not self._votes.any():
+            return None
+        return float(self.locator.azimuths[int(np.argmax(self._votes))])
+
+    def _vote(self, azimuth: float, confidence: float) -> None:
+        self._votes *= TALKER_MEMORY
+        grid = self.locator.azimuths
+        index = int(np.argmin(np.abs(grid - azimuth)))
+        for offset in range(-TALKER_SPREAD_BINS, TALKER_SPREAD_BINS + 1):
+            self._votes[(index + offset) % len(grid)] += confidence
 
     def _alignment(self, azimuth_deg: float) -> np.ndarray:
         arrival = self.locator.steering_delays(azimuth_deg, self.positions)
