@@ -24,6 +24,7 @@ LONG_POLL_S = 40.0          # Janus answers an idle long poll after 30 s with a 
 KEEPALIVE_S = 10.0          # within Janus's 60 s session_timeout; also how soon a silent server is noticed
 REQUEST_TIMEOUT_S = 10.0    # an asynchronous plugin request's event
 MAX_EVENTS_PER_POLL = 10
+HANDLE_EVENTS_KEPT = 100
 KNOWN_TYPES = {"event", "webrtcup", "media", "slowlink", "hangup", "detached", "timeout",
                "keepalive", "ack", "success", "error", "trickle"}
 SESSION_GONE = 458          # JANUS_ERROR_SESSION_NOT_FOUND
@@ -65,7 +66,7 @@ class JanusApi:
     async def attach(self, plugin: str) -> int:
         reply = await self._post(self._session_url(), {"janus": "attach", "plugin": plugin})
         handle = _int(reply.get("data", {}), "id")
-        self._queues[handle] = asyncio.Queue()
+        self._queues[handle] = asyncio.Queue(HANDLE_EVENTS_KEPT)
         return handle
 
     def events(self, handle: int) -> asyncio.Queue:
@@ -171,6 +172,10 @@ class JanusApi:
             return
         queue = self._queues.get(event.get("sender"))
         if queue is not None:
+            if queue.full():
+                # Nobody reads this handle's events (subscriptions: webrtcup, media,
+                # slowlink): keep the newest rather than grow for the length of the call.
+                queue.get_nowait()
             queue.put_nowait(event)
 
     async def _keepalive(self) -> None:
