@@ -201,6 +201,8 @@ async def main(args: argparse.Namespace) -> int:
             seconds = 1800.0 if args.soak else args.rss_s
             print(f"3. {seconds:.0f} s in a 4-party call (roombox run as its own process)", flush=True)
             samples = await memory_in_four_party_call(server, seconds)
+            if args.samples:
+                Path(args.samples).write_text("".join(f"{i},{mb:.1f}\n" for i, mb in enumerate(samples)))
             minute = max(1, min(60, len(samples) // 3))
             growth = statistics.mean(samples[-minute:]) - statistics.mean(samples[:minute])
             rows.append(("terminal RSS in a 4-party call (max)", f"{max(samples):.0f} MB", "≤ 200 MB"))
@@ -216,4 +218,5 @@ if __name__ == "__main__":
     parser.add_argument("--restarts", type=int, default=20)
     parser.add_argument("--rss-s", type=float, default=30.0)
     parser.add_argument("--soak", action="store_true", help="30 minutes in the 4-party call")
+    parser.add_argument("--samples", metavar="CSV", help="write the RSS samples (second, MB) here")
     sys.exit(asyncio.run(main(parser.parse_args())))
