@@ -19,21 +19,25 @@ other work, latency says as much about the neighbours as about us; CPU per reque
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import shutil
-import socket
-import ssl
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import httpx
+# Replace (not just precede) this script's folder on the path, before anything else is
+# imported: bench/array.py would shadow the standard library's ``array`` (socket imports it).
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import argparse  # noqa: E402  (imports after the path fix above, on purpose)
+import asyncio  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import ssl  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+
 from provisioning import crypto, protocol  # noqa: E402
 from provisioning.service.keys import ServiceKeys, init_service  # noqa: E402
 
