@@ -16,16 +16,22 @@ simulated participants (aiortc peers publishing a stamped pattern and a 440 Hz t
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this directory comes first on sys.path, where bench/array.py would
+# shadow the standard library's ``array``; the project root is what we need instead.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import asyncio
 import logging
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from hal.profile import load_profile
 from terminal.app import MeetingSettings, Terminal

@@ -3,6 +3,7 @@
 Meetings are URLs:
 - ``janus+http://HOST:PORT/janus?room=ROOM&pin=PIN`` (and ``janus+https``): Janus VideoRoom
   over Janus's HTTP API with long polling; we publish and subscribe to every other publisher.
+  ``janus+ws://HOST:PORT/?room=ROOM`` (and ``janus+wss``): the same over Janus's WebSocket API.
 - ``whip+https://HOST/PATH?token=TOKEN`` (and ``whip+http`` for loopback tests): WHIP
   publishing (RFC 9725); publish-only, nothing to subscribe to.
 
@@ -21,7 +22,7 @@ from aiortc import RTCPeerConnection
 
 from terminal.errors import TerminalError
 
-SCHEMES = ("janus+http", "janus+https", "whip+http", "whip+https")
+SCHEMES = ("janus+http", "janus+https", "janus+ws", "janus+wss", "whip+http", "whip+https")
 
 
 class ConferenceError(TerminalError):
@@ -64,9 +65,6 @@ def parse_meeting_url(text: str) -> MeetingUrl:
     """Parse a meeting URL; raises MeetingRejected naming what is wrong and what is expected."""
     parts = urlsplit(text.strip())
     scheme = parts.scheme.lower()
-    if scheme in ("janus+ws", "janus+wss"):
-        raise MeetingRejected(f"meeting URL {text!r}: the Janus WebSocket API ({scheme}) is not "
-                              "supported yet; use janus+http or janus+https")
     if scheme not in SCHEMES:
         raise MeetingRejected(f"meeting URL {text!r}: scheme must be one of {', '.join(SCHEMES)}, "
                               f"got {parts.scheme or 'none'!r}")

@@ -185,11 +185,17 @@ class JanusApi:
 
     async def _post(self, url: str, body: dict, transaction: str | None = None) -> dict:
         body = dict(body, transaction=transaction or self._transaction())
+        return self._checked_reply(body, await self._send(url, body))
+
+    async def _send(self, url: str, body: dict) -> Any:
+        """The transport: one request, its immediate reply (ack, success or error)."""
         try:
             response = await self._client.post(url, json=body)
-            reply = response.json()
+            return response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise ConferenceLost(f"janus: {body['janus']} to {self.endpoint} failed ({_why(exc)})") from None
+
+    def _checked_reply(self, body: dict, reply: Any) -> dict:
         if not isinstance(reply, dict) or not isinstance(reply.get("janus"), str):
             self.messages_dropped += 1
             raise ConferenceLost(f"janus: {body['janus']} got a malformed reply {reply!r:.200}")

@@ -17,6 +17,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from terminal.conference import (CallHooks, Conference, ConferenceLost, Continuity, MeetingUrl,
                                  wait_connected)
 from terminal.conference.janus_api import JanusApi, PluginError
+from terminal.conference.janus_ws import JanusWebSocketApi
 
 log = logging.getLogger("roombox.terminal.conference")
 
@@ -41,7 +42,8 @@ class JanusVideoRoom(Conference):
         super().__init__(meeting)
         self.continuity = continuity or Continuity()
         self.display_name = meeting.display or display_name
-        self.api = JanusApi(meeting.endpoint, verify_tls)
+        transport = JanusWebSocketApi if meeting.scheme in ("janus+ws", "janus+wss") else JanusApi
+        self.api = transport(meeting.endpoint, verify_tls)
         self.publisher_id: int | None = None
         self.private_id: int | None = None
         self.subscriptions: dict[int, Subscription] = {}
@@ -52,11 +54,11 @@ class JanusVideoRoom(Conference):
     async def run(self, hooks: CallHooks) -> None:
         self._hooks = hooks
         await self.api.create()
-        while self.continuity.stale_sessions:
-            await self.api.destroy_stale(self.continuity.stale_sessions.pop())
         async with asyncio.TaskGroup() as group:
             group.create_task(self.api.poll(), name="janus-poll")
             group.create_task(self._watch_lost(), name="janus-watch")
+            while self.continuity.stale_sessions:
+                await self.api.destroy_stale(self.continuity.stale_sessions.pop())
             handle = await self.api.attach(PLUGIN)
             joined, _ = await self.api.message(handle, self._room_request(
                 request="join", ptype="publisher", display=self.display_name))

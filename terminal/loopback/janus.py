@@ -81,10 +81,16 @@ def _lib_dir() -> Path:
     raise LoopbackUnavailable("loopback Janus: VideoRoom plugin not found in the janus package")
 
 
-def _write_config(directory: Path, port: int) -> None:
+def _write_config(directory: Path, port: int, ws_port: int | None = None) -> None:
     lib = _lib_dir()
     plugins = ",".join(f"libjanus_{p}.so" for p in UNUSED_PLUGINS)
-    transports = ",".join(f"libjanus_{t}.so" for t in UNUSED_TRANSPORTS)
+    unused = [t for t in UNUSED_TRANSPORTS if not (ws_port and t == "websockets")]
+    transports = ",".join(f"libjanus_{t}.so" for t in unused)
+    if ws_port:
+        # Bound to 127.0.0.1 explicitly: this transport's defaults listen on every interface.
+        (directory / "janus.transport.websockets.jcfg").write_text(
+            f'general: {{ json = "plain", ws = true, ws_port = {ws_port}, ws_ip = "127.0.0.1", wss = false }}\n'
+            'admin: { admin_ws = false, admin_wss = false }\n')
     (directory / "janus.jcfg").write_text(f"""
 general: {{ configs_folder = "{directory}", plugins_folder = "{lib}/plugins",
   transports_folder = "{lib}/transports", events_folder = "{lib}/events",
@@ -104,17 +110,18 @@ events: {{ broadcast = false }}
     (directory / "janus.plugin.videoroom.jcfg").write_text("general: { string_ids = false }\n")
 
 
-def start(netns: str, port: int) -> LoopbackJanus:
-    """Start Janus in ``netns``; returns once its HTTP API is up."""
+def start(netns: str, port: int, ws_port: int | None = None) -> LoopbackJanus:
+    """Start Janus in ``netns``; returns once its HTTP API (and WebSocket API on
+    ``ws_port``, if given) is up."""
     directory = Path(tempfile.mkdtemp(prefix="roombox-janus-"))
-    _write_config(directory, port)
+    _write_config(directory, port, ws_port)
     with open(directory / "janus.log", "wb") as log:
         process = subprocess.Popen(["ip", "netns", "exec", netns, "janus", "-C", str(directory / "janus.jcfg"),
                                     "-F", str(directory), "-o"], stdout=log, stderr=subprocess.STDOUT,
                                    cwd=directory)
     server = LoopbackJanus(netns, directory, process.pid, port)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while "HTTP webserver started" not in server.log:
+    while "HTTP webserver started" not in server.log or (ws_port and "WebSockets thread started" not in server.log):
         if process.poll() is not None or time.monotonic() > deadline:
             text = server.log[-1500:]
             stop(server)

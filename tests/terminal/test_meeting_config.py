@@ -32,9 +32,10 @@ def test_environment_gives_meeting_calendar_and_turn_and_options_win():
 
 @pytest.mark.parametrize("env, message", [
     ({"ROOMBOX_TURN_URL": "stun:stun.example.org"}, "ROOMBOX_TURN_URL must be a turn: or turns: URL, got 'stun:stun.example.org'"),
-    ({"ROOMBOX_MEETING": "https://meet.example.org/janus?room=1"}, "scheme must be one of janus+http, janus+https, whip+http, whip+https, got 'https'"),
+    ({"ROOMBOX_MEETING": "https://meet.example.org/janus?room=1"},
+     "scheme must be one of janus+http, janus+https, janus+ws, janus+wss, whip+http, whip+https, got 'https'"),
     ({"ROOMBOX_MEETING": "janus+https://meet.example.org/janus"}, "janus needs ?room=ROOM"),
-    ({"ROOMBOX_MEETING": "janus+wss://meet.example.org/janus?room=1"}, "WebSocket API (janus+wss) is not supported yet"),
+    ({"ROOMBOX_MEETING": "janus+wss://meet.example.org/?pin=1"}, "janus needs ?room=ROOM"),
     ({"ROOMBOX_CALENDAR": "ftp://cal.example.org/x.ics"}, "calendar URL must start with http:// or https://"),
 ])
 def test_bad_local_config_is_rejected_naming_the_value(env, message):
