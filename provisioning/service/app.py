@@ -7,7 +7,6 @@ the slow_down interval and failed-code counters must persist exactly when we say
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import time
 from collections.abc import Callable
@@ -15,13 +14,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from .. import protocol
 from ..crypto import cert_common_name
 from ..errors import ConfigRejected
-from . import enrolment, fleet
+from . import activation, enrolment, fleet
 from .db import audit, transaction
 from .enrolment import Refused, Tunables
 from .keys import ServiceKeys
@@ -188,12 +188,23 @@ def create_app(keys: ServiceKeys, engine: Engine, tun: Tunables | None = None,
 
     @app.get(protocol.ACTIVATE_PATH, response_class=HTMLResponse, tags=["device"])
     def activate(code: str = ""):
-        """Where the QR code on a box points: tells IT how to approve that code."""
-        shown = html.escape(code or "XXXX-XXXX")
-        return HTMLResponse(
-            f"<!doctype html><title>Activate a roombox</title><h1>Activate {shown}</h1>"
-            f"<p>On an admin workstation run:</p><pre>roombox admin approve {shown} "
-            f"--site SITE --room ROOM --meeting-url URL</pre>")
+        """Where the QR code on a box points: a form to approve that code for a room."""
+        return HTMLResponse(activation.page(code))
+
+    @app.post(protocol.ACTIVATE_PATH, response_class=HTMLResponse, include_in_schema=False)
+    async def activate_submit(request: Request):
+        form = activation.parse_form(await request.body())
+        code = form.get("code", "")
+        if not keys.token_ok(form.get("token", "")):
+            return HTMLResponse(activation.page(code, form, "wrong admin token"), 401)
+        fields = {k: form[k] for k in enrolment.ROOM_FIELDS if form.get(k)}
+        client = request.client.host if request.client else "?"
+        answer = await run_in_threadpool(run, lambda c: {"serial": enrolment.approve_code(
+            c, keys, tun, code, enrolment.room_fields(fields), True, client, int(clock()))})
+        body = json.loads(answer.body)
+        if answer.status_code != 200:
+            return HTMLResponse(activation.page(code, form, body["detail"]), answer.status_code)
+        return HTMLResponse(activation.done(body["serial"], fields.get("room", "")))
 
     # --- admin side ----------------------------------------------------------------------
     guard = [Depends(admin)]

@@ -303,3 +303,37 @@ async def test_oversized_chunked_body_is_refused_too(service):
         resp = await client.post(service.url + protocol.ENROL_PATH, content=chunks(),
                                  headers={"content-type": "application/json"})
     assert resp.status_code == 413
+
+
+async def test_activation_page_from_the_qr_code_approves_the_box(service, make_box):
+    import httpx
+    box = make_box("RB-QR")
+    enrolling = asyncio.create_task(box.agent.enrol())
+    try:
+        shown = (await box.next_event("activation_code")).data
+        async with httpx.AsyncClient(verify=service.ssl, timeout=20) as client:
+            form = await client.get(shown["verification_uri_complete"])
+            assert form.status_code == 200
+            assert f'name="code" value="{shown["user_code"]}"' in form.text
+            fields = {"code": shown["user_code"], "site": "HQ", "room": "Turing",
+                      "meeting_url": "https://meet.example.org/turing"}
+            wrong = await client.post(service.url + protocol.ACTIVATE_PATH,
+                                      data=fields | {"token": "guess"})
+            assert wrong.status_code == 401 and "wrong admin token" in wrong.text
+            ok = await client.post(service.url + protocol.ACTIVATE_PATH,
+                                   data=fields | {"token": service.token})
+            assert ok.status_code == 200 and "Box RB-QR is now set up for Turing" in ok.text
+        async with asyncio.timeout(20):
+            await enrolling
+    finally:
+        enrolling.cancel()
+    await box.agent.checkin()
+    assert (await box.next_event("config_committed")).data["settings"].room == "Turing"
+
+
+async def test_activation_page_escapes_what_it_echoes(service):
+    import httpx
+    async with httpx.AsyncClient(verify=service.ssl, timeout=20) as client:
+        page = await client.get(service.url + protocol.ACTIVATE_PATH,
+                                params={"code": '"><script>alert(1)</script>'})
+    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
