@@ -17,12 +17,14 @@ import pytest
 from provisioning import crypto
 from provisioning.agent.agent import ProvisioningAgent
 from provisioning.agent.discovery import ServiceLocation
+from provisioning.service.db import open_database
 from provisioning.service.enrolment import Tunables
 from provisioning.service.keys import ServiceKeys, init_service
 from provisioning.service.server import ServiceThread
 
 EVENT_TIMEOUT_S = 20
 PG_START_TIMEOUT_S = 60
+PG_TEMPLATE = "roombox_template"
 
 
 class Clock:
@@ -71,8 +73,15 @@ def postgres_server():
                               f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
                               "-c fsync=off -c max_connections=200", "start"],
                    check=True, capture_output=True, timeout=PG_START_TIMEOUT_S + 5)
+    base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    # Migrate once into a template; each test clones it (a file copy, no DDL).
+    import psycopg
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{PG_TEMPLATE}"')
+    open_database(f"{base}/{PG_TEMPLATE}").dispose()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield base
     finally:
         subprocess.run(as_user + [str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                   "stop"], capture_output=True, timeout=PG_START_TIMEOUT_S)
@@ -91,7 +100,7 @@ def database_url(request, tmp_path):
     name = f"roombox_test_{os.getpid()}_{next(_db_counter)}"
     with psycopg.connect(base.replace("postgresql+psycopg", "postgresql") + "/postgres",
                          autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{PG_TEMPLATE}"')
     return f"{base}/{name}"
 
 
