@@ -8,6 +8,12 @@ uncorrelated with the echo) and attenuate only cells where that predicted residu
 comparable to the error. A near-end talker makes the error much larger than the predicted
 residual in the bins it occupies, so those gains stay at 1: full duplex.
 
+How hard the predicted residual is removed depends on whether someone in the room talks:
+the share of the error that neither the echo nor the noise prediction explains tells
+(``near_share``). With nobody talking the residual is over-subtracted 16 times (the leak
+regression underestimates reverberant residue, and there is no talker to hurt); with a
+talker 1.75 times, held for 200 ms after the last sign of one.
+
 Stationary room noise is reduced in the same gain (``denoise``), as one joint rule rather
 than a second suppressor in series, so the two never fight over the same cells.
 
@@ -21,6 +27,9 @@ from media.audio.noise import NoiseFloorTracker
 from media.audio.stft import StreamingStft
 
 OVERSUBTRACT = 1.75       # how many times the predicted residual must be removed
+FEST_OVERSUBTRACT = 16.0  # the same with nobody talking in the room
+NEAR_THRESHOLD = 0.75     # share of unexplained error energy that means a local talker
+NEAR_HANGOVER_FRAMES = 20
 ECHO_GAIN_FLOOR = 10 ** (-40 / 20)
 NOISE_GAIN_FLOOR = 10 ** (-15 / 20)   # noise is lowered, not gated: steady room tone
 LEAK_SMOOTHING = 0.995    # per frame: ~2 s memory; shorter lets double talk bias it
@@ -48,6 +57,10 @@ class ResidualEchoSuppressor:
         self._var = np.zeros(bins)
         self._gain = np.ones(bins)
         self.leak = np.full(bins, 0.5)
+        self.near_share = 0.0
+        self._hangover = 0
+        self.fest_oversubtract = FEST_OVERSUBTRACT
+        self.near_threshold = NEAR_THRESHOLD
 
     def process(self, error: np.ndarray, echo: np.ndarray) -> np.ndarray:
         """Suppress one block of the linear canceller's ``error`` given its ``echo``
@@ -60,8 +73,9 @@ class ResidualEchoSuppressor:
         self._s_e = s * self._s_e + (1 - s) * p_e
         self._s_y = s * self._s_y + (1 - s) * p_y
         noise_floor = self._noise.update(p_e)
-        residual = OVERSUBTRACT * self.leak * self._s_y
+        predicted = self.leak * self._s_y
         noise = NOISE_OVERSUBTRACT * noise_floor if self.denoise else np.zeros_like(noise_floor)
+        residual = self._oversubtract(predicted, noise) * predicted
         gain = 1.0 - (residual + noise) / (self._s_e + 1e-20)
         # Cells dominated by echo may go to -40 dB; noise-only cells keep a floor, so the
         # room tone stays steady instead of pumping with the far end's speech.
@@ -70,6 +84,18 @@ class ResidualEchoSuppressor:
         gain = np.minimum(gain, self._gain + GAIN_RELEASE)
         self._gain = gain
         return self._stft.synthesise(gain * e_spec)
+
+    def _oversubtract(self, predicted: np.ndarray, noise: np.ndarray) -> float:
+        # Share of the error the echo and noise predictions do not explain: a talker in
+        # the room. Without one (far end alone) the residual can be removed harder; with
+        # one, gently, and for a short hangover so syllable gaps do not flip the mode.
+        unexplained = np.maximum(self._s_e - predicted - noise, 0.0).sum()
+        self.near_share = float(unexplained / (self._s_e.sum() + 1e-20))
+        if self.near_share > self.near_threshold:
+            self._hangover = NEAR_HANGOVER_FRAMES
+        else:
+            self._hangover -= 1
+        return OVERSUBTRACT if self._hangover > 0 else self.fest_oversubtract
 
     def _update_leak(self, p_e: np.ndarray, p_y: np.ndarray) -> None:
         a = LEAK_SMOOTHING
