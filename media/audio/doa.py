@@ -46,7 +46,10 @@ class SrpPhatLocator:
         # A mic nearer the source hears it earlier: arrival t_i = -r_i.u / c.
         tdoa = -(towards @ baselines.T) / SPEED_OF_SOUND_M_S           # (azimuths, pairs)
         omega = 2 * np.pi * freqs[self._bins]
-        self._steering = np.exp(1j * omega[None, None, :] * tdoa[:, :, None])
+        steering = np.exp(1j * omega[None, None, :] * tdoa[:, :, None]).reshape(len(tdoa), -1)
+        # Real and imaginary parts apart: Re(S.C) as two matrix-vector products (BLAS).
+        self._steer_re = np.ascontiguousarray(steering.real)
+        self._steer_im = np.ascontiguousarray(steering.imag)
         self._cross = np.zeros((len(self.pairs), len(self._bins)), dtype=complex)
         self.azimuth_deg: float | None = None
         self.confidence = 0.0
@@ -59,7 +62,8 @@ class SrpPhatLocator:
         cross /= np.abs(cross) + 1e-20
         s = SPECTRUM_SMOOTHING
         self._cross = s * self._cross + (1 - s) * cross
-        power = np.einsum("apk,pk->a", self._steering, self._cross).real
+        flat = self._cross.reshape(-1)
+        power = self._steer_re @ flat.real - self._steer_im @ flat.imag
         best = int(np.argmax(power))
         ceiling = np.abs(self._cross).sum() + 1e-20
         self.azimuth_deg = float(self.azimuths[best])
