@@ -27,7 +27,7 @@ DRIFT_INTERVAL_FRAMES = 25   # 0.25 s between echo-path snapshots for drift meas
 DRIFT_LOOP_GAIN = 0.7        # fraction of the measured motion corrected per measurement
 DRIFT_MIN_CONFIDENCE = 0.8   # snapshots less coherent than this (path change, DT) are ignored
 FULL_SCALE = 32768.0
-MISALIGN_SMOOTHING = 0.95      # ~0.2 s memory of the error/estimate envelope regression
+MISALIGN_SMOOTHING = 0.95      # ~0.2 s memory of the error-on-estimate regression
 MISALIGN_SHARE = 0.5           # |regression| above this: the estimate is half wrong
 MISALIGN_RESET_SCALE = 1.0     # uncertainty raised back to the start-up prior
 MISALIGN_COOLDOWN_FRAMES = 50
@@ -134,8 +134,9 @@ class EchoCanceller:
             self._drift.adjust_rate(DRIFT_LOOP_GAIN * shift / interval)
 
     def status(self) -> dict:
-        """Drift (ppm), reference delay (ms) and a running ERLE estimate (dB)."""
+        """Running ERLE estimate (dB), drift (ppm), reference delay (ms), path changes seen."""
         erle = 10 * np.log10((self._mic_energy + 1e-12) / (self._out_energy + 1e-12))
         return {"erle_db": round(float(erle), 1),
                 "drift_ppm": round(self._drift.rate * 1e6, 1),
-                "reference_delay_ms": round(self._drift.delay * 1000 / self.sample_rate, 2)}
+                "reference_delay_ms": round(self._drift.delay * 1000 / self.sample_rate, 2),
+                "path_changes": self.path_changes}
