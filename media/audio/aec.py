@@ -31,6 +31,9 @@ MISALIGN_SMOOTHING = 0.95      # ~0.2 s memory of the error-on-estimate regressi
 MISALIGN_SHARE = 0.5           # |regression| above this: the estimate is half wrong
 MISALIGN_RESET_SCALE = 1.0     # uncertainty raised back to the start-up prior
 MISALIGN_COOLDOWN_FRAMES = 50
+# After a path change the old estimate says little about the new echo: the suppressor
+# assumes all of it leaks through until its regression has seen the new path.
+MISALIGN_LEAK = 1.0
 # The mic is delayed by this much so the reference delay can also shrink (drift one way)
 # without re-centring: 2 ms lasts 20 s at 100 ppm before a block re-centring.
 MIC_DELAY_S = 0.002
@@ -118,6 +121,8 @@ class EchoCanceller:
         self.misalignment = abs(self._cov) / (self._var + 1e-30)
         if self.misalignment > MISALIGN_SHARE and self._cooldown <= 0 and self._far_frames > 20:
             self._filter.reset_uncertainty(MISALIGN_RESET_SCALE)
+            if self._suppressor is not None and self.path_changes:   # not at start-up
+                self._suppressor.expect_misalignment(MISALIGN_LEAK)
             self._cooldown = MISALIGN_COOLDOWN_FRAMES
             self.path_changes += 1
 

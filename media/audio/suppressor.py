@@ -97,6 +97,12 @@ class ResidualEchoSuppressor:
             self._hangover -= 1
         return OVERSUBTRACT if self._hangover > 0 else self.fest_oversubtract
 
+    def expect_misalignment(self, leak: float) -> None:
+        """The echo path just moved: assume the estimate leaks ``leak`` into the error until
+        the regression has seen the new path (it keeps ~2 s of memory)."""
+        self._cov = np.maximum(self._cov, leak * self._var)
+        self.leak = np.clip(self._cov / (self._var + 1e-20), LEAK_MIN, LEAK_MAX)
+
     def _update_leak(self, p_e: np.ndarray, p_y: np.ndarray) -> None:
         a = LEAK_SMOOTHING
         if p_y.sum() <= 1e-10:
