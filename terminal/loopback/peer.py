@@ -163,7 +163,12 @@ class RemotePeer:
                 self._tasks.append(asyncio.create_task(self._hear(track)))
 
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
+        answer = await pc.createAnswer()
+        # DTLS passive, as the box's own subscriptions: as DTLS client, aiortc's first hello
+        # can reach Janus before our answer does and then waits out OpenSSL's 1 s
+        # retransmission timer, which would be measured as the box's join time.
+        await pc.setLocalDescription(RTCSessionDescription(
+            answer.sdp.replace("a=setup:active", "a=setup:passive"), "answer"))
         await self.api.message(handle, {"request": "start"},
                                jsep={"type": "answer", "sdp": pc.localDescription.sdp})
 
