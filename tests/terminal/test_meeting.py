@@ -42,6 +42,7 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             sink = terminal.sink
             await until(lambda: sink.frames.get(str(alice.feed_id), 0) >= 10, MEDIA_S, "alice's video on our sink")
             assert sink.names[str(alice.feed_id)] == "alice"
+            await until(lambda: sink.active_speaker == str(alice.feed_id), MEDIA_S, "alice as active speaker")
             speaker = session.mixer.speaker
             await until(lambda: has_tone(speaker.played()[-9600:], 440), MEDIA_S,
                         "alice's 440 Hz tone on our speaker")

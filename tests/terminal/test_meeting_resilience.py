@@ -89,6 +89,25 @@ async def test_silent_janus_like_a_network_cut_is_noticed_and_rejoined(in_janus_
                 assert ours == [terminal.session.conference.publisher_id]
 
 
+async def test_session_expired_on_the_server_is_rejoined(room, monkeypatch):
+    from terminal.conference import janus_api
+    monkeypatch.setattr(janus_api, "KEEPALIVE_S", 0.5)
+    janus_url, number = room
+    async with running_terminal(MeetingSettings(meeting_url=meeting_url(janus_url, number))) as terminal:
+        await press(terminal, "join")
+        await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
+        expired = terminal.session.conference.api.session_id
+        # What Janus does when a session times out: it is destroyed under us.
+        killer = janus_api.JanusApi(janus_url)
+        try:
+            await killer.destroy_stale(expired)
+        finally:
+            await killer.close()
+        await until(lambda: terminal.session.rejoins == 1 and terminal.machine.state == State.IN_CALL,
+                    JOIN_S, "in_call again with a new session")
+        assert terminal.session.conference.api.session_id != expired
+
+
 async def test_hostile_signalling_is_dropped_and_the_call_goes_on(room):
     janus_url, number = room
     async with running_terminal(MeetingSettings(meeting_url=meeting_url(janus_url, number))) as terminal:
