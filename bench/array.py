@@ -109,8 +109,8 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(target ** 2) / (np.sum((estimate - target) ** 2) + 1e-20)))
 
 
-def run_beam(geometry, mix: np.ndarray, fixed: float | None = None):
-    beam = DelayAndSumBeamformer(geometry, RATE, FRAME, fixed_azimuth_deg=fixed)
+def run_beam(geometry, mix: np.ndarray, fixed: float | None = None, loading: float | None = None):
+    beam = DelayAndSumBeamformer(geometry, RATE, FRAME, fixed_azimuth_deg=fixed, loading=loading)
     pcm = np.clip(np.rint(mix.T * 16384), -32768, 32767).astype(np.int16)   # -6 dB headroom
     out = [beam.process(pcm[i:i + FRAME]) for i in range(0, len(pcm) - FRAME + 1, FRAME)]
     return beam, np.concatenate(out).astype(np.float64)[FRAME:] / 16384
@@ -124,7 +124,7 @@ def pra_doa(name: str, geometry, mix: np.ndarray) -> float:
     return float(np.rad2deg(doa.azimuth_recon[0]) % 360)
 
 
-def trial(geometry, linear: bool, t60: float, snr_db: float, rng):
+def trial(geometry, linear: bool, t60: float, snr_db: float, rng, loading=None):
     dims, absorption, order = room_for(t60, rng)
     centre = [dims[0] / 2 + rng.uniform(-0.5, 0.5), dims[1] / 2 + rng.uniform(-0.5, 0.5), 0.9]
     azimuth = float(rng.uniform(0, 180 if linear else 360))
@@ -149,8 +149,8 @@ def trial(geometry, linear: bool, t60: float, snr_db: float, rng):
     peak = np.max(np.abs(mix))
     mix, target = mix / peak * 0.9, target / peak * 0.9
 
-    beam, out = run_beam(geometry, mix)
-    _, target_out = run_beam(geometry, target, fixed=beam.steering_deg)
+    beam, out = run_beam(geometry, mix, loading=loading)
+    _, target_out = run_beam(geometry, target, fixed=beam.steering_deg, loading=loading)
     return {
         "ours": angle_error(beam.talker_azimuth_deg, azimuth, linear),
         "srp": angle_error(pra_doa("SRP", geometry, mix), azimuth, linear),
@@ -165,13 +165,15 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=3, help="rooms per array and T60")
     ap.add_argument("--snr", type=float, default=10.0, help="diffuse-noise SNR at the array, dB")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--loading", type=float, default=None,
+                    help="superdirective beam with this diagonal loading (default: delay-and-sum)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     print(f"| array | T60 s | DOA err med ° ours | SRP-PHAT (pra) | MUSIC (pra) | SI-SDR mic dB | "
           f"SI-SDR beam dB | gain dB |\n|---|---|---|---|---|---|---|---|")
     for name, geometry, linear in (("circular 4", CIRCULAR, False), ("linear 4", LINEAR, True)):
         for t60 in (0.2, 0.4, 0.6, 0.8):
-            rows = [trial(geometry, linear, t60, args.snr, rng) for _ in range(args.trials)]
+            rows = [trial(geometry, linear, t60, args.snr, rng, args.loading) for _ in range(args.trials)]
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
             gain = statistics.median(r["sisdr_beam"] - r["sisdr_mic"] for r in rows)
             print(f"| {name} | {t60:.1f} | {med['ours']:.1f} | {med['srp']:.1f} | {med['music']:.1f} | "

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from media.audio import DelayAndSumBeamformer
-from tests.media.audio.simulated import GEOMETRY, array_recording
+from tests.media.audio.simulated import GEOMETRY, array_recording, plane_wave
 
 RATE, FRAME = 16000, 160
 
@@ -49,3 +49,15 @@ def test_rejects_frames_that_do_not_match_the_geometry():
     beamformer = DelayAndSumBeamformer(GEOMETRY, RATE, FRAME)
     with pytest.raises(ValueError, match=r"frames must be \(samples, 4\).*got \(160, 2\)"):
         beamformer.process(np.zeros((FRAME, 2), np.int16))
+
+
+@pytest.mark.parametrize("loading", [None, 0.01])
+def test_a_talker_in_the_beam_passes_undistorted(room, loading):
+    talker = room["speech_like"](2, RATE, seed=41)
+    mics = plane_wave(talker, 75.0, GEOMETRY)
+    out = run_beamformer(DelayAndSumBeamformer(GEOMETRY, RATE, FRAME, fixed_azimuth_deg=75.0,
+                                               loading=loading), mics)
+    # The array centre hears the talker at time 0; the beam adds one frame of latency.
+    target = talker[: len(out) - FRAME]
+    error = out[FRAME:] - target
+    assert 10 * np.log10(np.sum(target ** 2) / np.sum(error ** 2)) >= 25.0
