@@ -106,8 +106,9 @@ class BeamformerStage(AudioStage):
 
     name = "beam"
 
-    def __init__(self, geometry, sample_rate: int, frame_size: int):
-        self.beamformer = DelayAndSumBeamformer(geometry, sample_rate, frame_size)
+    def __init__(self, geometry, sample_rate: int, frame_size: int, *,
+                 loading: float | None = None):
+        self.beamformer = DelayAndSumBeamformer(geometry, sample_rate, frame_size, loading=loading)
 
     def capture(self, frame: np.ndarray) -> np.ndarray:
         return self.beamformer.process(frame)
@@ -164,10 +165,12 @@ class AudioProcessor:
 
 
 def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] = STAGE_NAMES,
-                    geometry=(), disabled: Iterable[str] = ()) -> AudioProcessor:
+                    geometry=(), disabled: Iterable[str] = (),
+                    beam_loading: float | None = None) -> AudioProcessor:
     """Make the stages named in ``stages`` (in that order) and chain them.
 
-    ``beam`` needs a geometry with two or more mics and is left out for a single mic.
+    ``beam`` needs a geometry with two or more mics and is left out for a single mic;
+    ``beam_loading`` makes it superdirective (see DelayAndSumBeamformer).
     ``aec`` also lowers stationary noise unless an ``ns`` stage is in the list.
     Raises AudioConfigError naming an unknown or repeated stage.
     """
@@ -182,7 +185,7 @@ def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] 
     for name in order:
         if name == "beam":
             if len(geometry) >= 2:
-                made.append(BeamformerStage(geometry, sample_rate, frame_size))
+                made.append(BeamformerStage(geometry, sample_rate, frame_size, loading=beam_loading))
         elif name == "aec":
             # The canceller reduces noise in its own suppressor, jointly with the echo; with
             # an ns stage configured it leaves that job to the stage.
