@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from terminal.app import MeetingSettings
+from terminal.commands.call import format_status
 from terminal.state import State
 from tests.terminal.conftest import meeting_url, press, running_terminal
 from tests.terminal.meeting_peer import RemotePeer, has_tone, until
@@ -56,6 +57,8 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             assert processing["enabled"] == ["beam", "aec", "ns", "agc"]
             assert processing["aec"]["reference_missing"] < 50
             assert figures["participants"][str(alice.feed_id)]["display"] == "alice"
+            shown = format_status(terminal.status())           # what `roombox status` prints
+            assert "state:      in_call" in shown and "  alice (" in shown and "kbit/s video" in shown
             # Mute: the LED lights and Alice hears silence; unmute brings the tone back.
             await press(terminal, "mute")
             await until(lambda: terminal.machine.is_muted and terminal.leds.is_mute_lit, 3, "muted")
