@@ -33,6 +33,8 @@ LED_PATTERNS = {
     State.LEAVING: ("amber", "blink"),
     State.DEGRADED: ("amber", "pulse"),
 }
+# Degraded in a call (rejoining): the camera is still open, so the LED stays red.
+REJOINING_PATTERN = ("red", "pulse")
 BOARD_REFRESH_S = 10.0
 LEAVE_TIMEOUT_S = 10.0
 ICE_HOSTS_ENV = "ROOMBOX_ICE_HOST_ADDRESSES"   # e.g. "127.0.0.1" in a loopback-only namespace
@@ -263,6 +265,8 @@ class Terminal:
         self._reconcile_call(machine)
         if self.leds is not None:
             colour, pattern = LED_PATTERNS[machine.state]
+            if machine.state == State.DEGRADED and machine.in_call:
+                colour, pattern = REJOINING_PATTERN
             if self.leds.shown != {"colour": colour, "pattern": pattern}:
                 self.leds.set_status(colour, pattern)
             self.leds.set_mute(machine.is_muted)

@@ -43,6 +43,7 @@ async def test_join_retries_after_janus_restart(in_janus_netns):
             await asyncio.to_thread(stop_janus, servers.pop())
             await until(lambda: terminal.machine.state == State.DEGRADED, JOIN_S, "degraded after the kill")
             assert "rejoining" in terminal.machine.reason
+            assert terminal.leds.shown == {"colour": "red", "pattern": "pulse"}, "red: the camera is still open"
             assert not camera.is_closed, "the call goes on: the camera stays open while rejoining"
             servers.append(await asyncio.to_thread(start_janus, in_janus_netns.netns, RESTART_PORT))
             await create_room(url, 4321)
