@@ -35,7 +35,9 @@ MISALIGN_COOLDOWN_FRAMES = 50
 # assumes all of it leaks through until its regression has seen the new path.
 MISALIGN_LEAK = 1.0
 # The mic is delayed by this much so the reference delay can also shrink (drift one way)
-# without re-centring: 2 ms lasts 20 s at 100 ppm before a block re-centring.
+# without re-centring: 2 ms lasts 20 s at 100 ppm. Then a whole-block step shifts the
+# learned path one partition earlier, dropping its first 10 ms: harmless when the
+# playback-to-capture delay exceeds that (any buffered ALSA path), a brief re-learn if not.
 MIC_DELAY_S = 0.002
 
 
