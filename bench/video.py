@@ -16,22 +16,28 @@
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import json
-import os
-import shutil
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import av
-
-ROOT = Path(__file__).resolve().parent.parent
+# Python puts this script's directory first on sys.path, where bench/array.py would shadow
+# the standard library's array module for every library imported below: use the repository
+# root instead.
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import av  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection  # noqa: E402
 from aiortc.codecs.h264 import H264Encoder as AiortcH264Packer  # noqa: E402
 
