@@ -1,0 +1,88 @@
+"""tests/loss.py against real UDP sockets in a network namespace: the drop rate it sets is
+the drop rate datagrams see, per port and direction, and clearing restores delivery."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+from tests.janus import create_netns, delete_netns, netns_entered
+from tests.loss import clear_udp_loss, dropped_packets, loss_ruleset, set_udp_loss
+
+DATAGRAMS = 3000
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.skip("loss: needs root and nftables (CI runs as root with deps/apt.txt)")
+    name = f"roombox-loss-{os.getpid()}"
+    create_netns(name)
+    try:
+        yield name
+    finally:
+        delete_netns(name)
+
+
+def _delivered(netns: str, count: int = DATAGRAMS) -> tuple[int, int]:
+    """Send ``count`` datagrams a → b and b → a over loopback; how many arrived each way."""
+    a, b = _port_pair(netns)
+    with a, b:
+        return _count(a, b, count), _count(b, a, count)
+
+
+def _port_pair(netns: str) -> tuple[socket.socket, socket.socket]:
+    with netns_entered(netns):
+        pair = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in pair:
+        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        s.settimeout(0.2)
+    return pair
+
+
+def _count(src: socket.socket, dst: socket.socket, count: int = DATAGRAMS) -> int:
+    for i in range(count):
+        src.sendto(i.to_bytes(4, "big"), dst.getsockname())
+    got = 0
+    try:
+        while True:
+            dst.recv(16)
+            got += 1
+    except TimeoutError:
+        return got
+
+
+def test_ten_percent_loss_drops_about_ten_percent_each_way_and_clears(netns):
+    set_udp_loss(netns, 10)
+    ab, ba = _delivered(netns)
+    # Binomial(3000, 0.1): sd ≈ 16 packets; ±90 is over 5 sd.
+    for got in (ab, ba):
+        assert abs((DATAGRAMS - got) - 300) < 90, f"delivered {got}/{DATAGRAMS} at 10 % loss"
+    assert abs(dropped_packets(netns) - (2 * DATAGRAMS - ab - ba)) <= 2
+    clear_udp_loss(netns)
+    clear_udp_loss(netns)   # twice is fine
+    assert _delivered(netns, 500) == (500, 500)
+
+
+def test_port_loss_hits_only_that_peer_and_direction(netns):
+    a, b = _port_pair(netns)
+    c, d = _port_pair(netns)
+    with a, b, c, d:
+        port = a.getsockname()[1]
+        set_udp_loss(netns, 50, direction="in", port=port)
+        to_a, from_a, other = _count(b, a), _count(a, b), _count(c, d)
+        clear_udp_loss(netns)
+    assert abs(to_a - DATAGRAMS / 2) < 200, f"to the lossy port: {to_a}/{DATAGRAMS}"
+    assert from_a == DATAGRAMS and other == DATAGRAMS
+
+
+def test_bad_settings_are_refused_with_the_value():
+    with pytest.raises(ValueError, match="150"):
+        loss_ruleset(150)
+    with pytest.raises(ValueError, match="sideways"):
+        loss_ruleset(5, direction="sideways")
+    with pytest.raises(ValueError, match="70000"):
+        loss_ruleset(5, port=70000)
