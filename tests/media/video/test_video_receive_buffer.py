@@ -6,7 +6,7 @@ from aiortc.rtp import RtpPacket
 
 from media.video.config import Rung, VideoConfig
 from media.video.ladder import DOWN_HOLD_S, UP_HOLD_S, QualityLadder
-from media.video.receiver import MarkerJitterBuffer, is_h264_keyframe
+from media.video.jitterbuffer import LATENCY_BUDGET_S, MarkerJitterBuffer, is_h264_keyframe
 
 IDR = b"\x00\x00\x00\x01\x67sps\x00\x00\x00\x01\x68pps\x00\x00\x00\x01\x65idr"
 P = b"\x00\x00\x00\x01\x41p"
@@ -23,10 +23,20 @@ def frame_packets(first_seq: int, timestamp: int, parts: list[bytes]) -> list[Rt
     return [packet(first_seq + i, timestamp, i == len(parts) - 1, part) for i, part in enumerate(parts)]
 
 
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Collector:
     def __init__(self):
         self.frames = []
-        self.buffer = MarkerJitterBuffer(lambda data, ts, key: self.frames.append((ts, key, data)))
+        self.clock = Clock()
+        self.buffer = MarkerJitterBuffer(lambda data, ts, key: self.frames.append((ts, key, data)),
+                                         clock=self.clock)
 
     def add(self, packets):
         return [self.buffer.add(p)[0] for p in packets]
@@ -57,13 +67,16 @@ def test_reordered_packets_are_assembled_in_sequence_order():
     assert c.buffer.status()["late_packets"] == 0
 
 
-def test_unfilled_gap_is_given_up_and_frames_wait_for_a_keyframe_with_one_pli():
+def test_unfilled_gap_is_given_up_at_its_deadline_and_frames_wait_for_a_keyframe_with_one_pli():
     c = Collector()
     c.add(frame_packets(10, 3000, [IDR]))
     lost = frame_packets(11, 6000, [P, P])
     plis = c.add([lost[0]])                      # lost[1] (the marker) never arrives
     for i in range(3):                           # three later P frames complete
         plis += c.add(frame_packets(13 + i, 9000 + 3000 * i, [P]))
+    assert c.buffer.gaps_given_up == 0, "within the latency budget we wait for the NACK"
+    c.clock.now += LATENCY_BUDGET_S
+    plis.append(c.buffer.poll()[1])
     assert c.buffer.gaps_given_up == 1
     assert [key for _, key, _ in c.frames] == [True], "no P frame decoded on a broken reference"
     plis += c.add(frame_packets(16, 18000, [P]))
