@@ -5,7 +5,8 @@ A backend provides:
 - ``_capture() -> av.VideoFrame | None`` (blocking; None = end of stream);
 - ``_close()`` (blocking).
 Defaults: ``frames()`` runs ``_capture`` in a thread and yields on the event loop;
-``packets()`` raises UnsupportedControl unless the camera can hand out encoded H.264.
+``packets()``, ``request_keyframe()`` and ``set_bitrate()`` raise UnsupportedControl unless
+the camera can hand out encoded H.264 and steer its encoder.
 """
 from __future__ import annotations
 
@@ -64,10 +65,24 @@ class Camera(Device):
         async for frame in self.reader:
             yield frame
 
-    async def packets(self) -> AsyncIterator[av.Packet]:
-        """Encoded H.264 straight from the camera, where it can do that."""
+    async def packets(self, bitrate_bps: int | None = None,
+                      gop_frames: int | None = None) -> AsyncIterator[av.Packet]:
+        """Encoded H.264 (Annex B, SPS/PPS before every IDR) from the camera's own encoder,
+        where it has one. ``bitrate_bps`` and ``gop_frames`` (IDR spacing) set that encoder
+        where it can be set; None leaves its default."""
         raise UnsupportedControl(f"camera: {self.backend} cannot hand out encoded H.264")
         yield  # pragma: no cover - makes this an async generator
+
+    def request_keyframe(self) -> None:
+        """Ask the camera's encoder (while ``packets()`` runs) for an IDR soon. Non-blocking."""
+        raise UnsupportedControl(f"camera: {self.backend} cannot be asked for a keyframe")
+
+    def set_bitrate(self, bitrate_bps: int, restart: bool = False) -> bool:
+        """Change the camera encoder's target rate while ``packets()`` runs (blocking).
+
+        Returns True when applied. Where the rate cannot change live, returns False, or with
+        ``restart`` restarts the encoder at the new rate (a short gap, then an IDR)."""
+        raise UnsupportedControl(f"camera: {self.backend} has no bitrate control")
 
     def status(self) -> dict[str, Any]:
         status = super().status()

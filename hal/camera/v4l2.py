@@ -68,7 +68,10 @@ class V4l2Camera(Camera):
         packet.time_base = TIME_BASE
         return packet
 
-    async def packets(self) -> AsyncIterator[av.Packet]:
+    async def packets(self, bitrate_bps: int | None = None,
+                      gop_frames: int | None = None) -> AsyncIterator[av.Packet]:
+        # A UVC camera's encoder settings sit behind vendor extension units: its own rate
+        # and GOP are used, and request_keyframe()/set_bitrate() stay unsupported.
         if self.input_format != "h264":
             raise UnsupportedControl(f"camera: v4l2 '{self.profile.device}' delivers {self.input_format}, "
                                      "not H.264 (set camera.format = \"h264\" if the camera offers it)")

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable
 import av
 
 from hal.camera import Camera
-from hal.errors import HalError, UnsupportedControl
+from hal.errors import DeviceUnavailable, HalError, UnsupportedControl
 
 from media.video.config import VideoConfig
 from media.video.encoders import (EncoderBackend, Libx264Encoder, V4l2M2mEncoder,
@@ -94,7 +94,7 @@ async def choose_encoder(camera: Camera, config: VideoConfig, order: list[str] |
         started = time.perf_counter()
         try:
             if name in ("camera", "picamera2"):
-                choice = await _probe_camera(camera, name)
+                choice = await _probe_camera(camera, name, config)
             else:
                 backend = factories[name]()
                 await asyncio.to_thread(_probe_backend, backend, camera, config)
@@ -126,18 +126,19 @@ def _probe_backend(backend: EncoderBackend, camera: Camera, config: VideoConfig)
         raise EncoderUnavailable(f"video: {backend.name}: test frame failed to encode ({exc})") from None
 
 
-async def _probe_camera(camera: Camera, name: str) -> EncoderChoice:
+async def _probe_camera(camera: Camera, name: str, config: VideoConfig) -> EncoderChoice:
     # picamera2's hardware encoder is reached through the picamera2 camera's packets():
     # hal owns the libcamera pipeline, and the encoder sits inside it.
     if name == "picamera2" and camera.backend != "picamera2":
         raise EncoderUnavailable(f"picamera2: camera backend is {camera.backend!r}, not picamera2")
     if name == "camera" and camera.backend == "picamera2":
         raise EncoderUnavailable("camera: a CSI camera has no encoder of its own (see picamera2)")
-    packets = camera.packets()
+    gop = max(1, round(config.keyframe_interval_s * camera.fps))
+    packets = camera.packets(bitrate_bps=config.bitrate_bps, gop_frames=gop)
     try:
         async with asyncio.timeout(FIRST_PACKET_TIMEOUT_S):
             first = await anext(packets)
-    except UnsupportedControl as exc:
+    except (UnsupportedControl, DeviceUnavailable) as exc:
         raise EncoderUnavailable(str(exc)) from None
     except (TimeoutError, StopAsyncIteration):
         await packets.aclose()

@@ -21,6 +21,7 @@ from typing import Any
 import av
 
 from hal.camera import Camera
+from hal.errors import UnsupportedControl
 
 from media.video.chain import EncoderChoice
 from media.video.config import Rung, VideoConfig
@@ -81,6 +82,8 @@ class VideoEncoder:
         self._requested_at: float | None = None
         self._forced_pending_since: float | None = None
         self.last_keyframe_delay_s: float | None = None  # request → IDR handed to outputs
+        # Which of a camera encoder's controls work (True), do not (False), are untried.
+        self._camera_controls: dict[str, bool] = {}
 
     @property
     def rung(self) -> Rung:
@@ -104,6 +107,7 @@ class VideoEncoder:
             if self._keyframe_reason is None:
                 self._keyframe_reason = reason
                 self._requested_at = time.monotonic()
+        self._forward_keyframe_request()   # a camera's encoder: ask it now, not at its next packet
 
     def set_target_bitrate(self, bitrate_bps: int) -> int:
         """Steer the encoder's rate (e.g. from REMB), clamped to the configured caps."""
@@ -177,15 +181,54 @@ class VideoEncoder:
         self._fan_out(packets)
 
     async def _run_camera_encoded(self) -> None:
-        # The camera encodes. hal has no call yet to pass keyframe or bitrate requests to it,
-        # so they stay pending; the camera's own GOP bounds a viewer's wait.
+        """The camera encodes (UVC H.264, picamera2's hardware encoder): packets pass through;
+        keyframe requests and the target bitrate go to the camera's encoder where hal can
+        steer it (a UVC camera's own GOP then bounds a viewer's wait)."""
+        self._applied_bitrate_bps = self.config.bitrate_bps   # what the probe started it with
         first = self.choice.first_packet
         if first is not None:
             self.choice.first_packet = None
-            self._fan_out([first])
-        async for packet in self.choice.packets:
             self.frames_in += 1
-            self._fan_out([packet])
+            self._fan_out([first])
+        packets = self.choice.packets
+        try:
+            async for packet in packets:
+                self.frames_in += 1
+                self.frames_encoded += 1
+                self._fan_out([packet])
+                self._forward_keyframe_request()      # one deferred by the minimum gap
+                if self.target_bitrate_bps != self._applied_bitrate_bps:
+                    await self._forward_bitrate(self.target_bitrate_bps)
+        finally:
+            await packets.aclose()   # stops the camera's encoder
+
+    def _forward_keyframe_request(self) -> None:
+        if self.choice.packets is None or self._camera_controls.get("keyframe") is False:
+            return
+        if not self._take_keyframe_request():
+            return
+        try:
+            self.camera.request_keyframe()
+            self._camera_controls["keyframe"] = True
+        except UnsupportedControl as exc:
+            self._camera_controls["keyframe"] = False
+            log.warning("video: %s; viewers wait for the camera's own next keyframe", exc)
+
+    async def _forward_bitrate(self, bitrate_bps: int) -> None:
+        if self._camera_controls.get("bitrate") is False:
+            return
+        big = abs(bitrate_bps - self._applied_bitrate_bps) > REOPEN_BITRATE_CHANGE * self._applied_bitrate_bps
+        try:
+            # Blocking: a restart waits for the encoder's thread. Packets stop meanwhile
+            # anyway, so awaiting it here holds nothing else up.
+            applied = await asyncio.to_thread(self.camera.set_bitrate, bitrate_bps, big)
+            self._camera_controls["bitrate"] = True
+        except UnsupportedControl as exc:
+            self._camera_controls["bitrate"] = False
+            log.warning("video: %s; the camera keeps its own rate", exc)
+            return
+        if applied:
+            self._applied_bitrate_bps = bitrate_bps
 
     def _due(self, frame: av.VideoFrame) -> bool:
         """Frame-rate decimation for rungs below the camera's rate, by pts."""
@@ -262,4 +305,7 @@ class VideoEncoder:
             load=round(self.load, 3),
             encode_ms_per_frame=round(1000 * self.encode_wall_s / max(1, self.frames_encoded), 2),
             outputs={o.name: o.status() for o in self.outputs})
+        if self.choice.packets is not None:
+            status["camera_controls"] = dict(self._camera_controls)
+            status["applied_bitrate_bps"] = self._applied_bitrate_bps
         return status

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import logging
+import os
 from fractions import Fraction
 
 import av
@@ -59,6 +61,25 @@ async def test_probing_falls_back_in_order_and_status_says_why(camera, caplog):
     assert status["hardware"] is False and "probing" in status["reason"]
     logged = [r.getMessage() for r in caplog.records]
     assert any("v4l2m2m unavailable" in m and "trying the next" in m for m in logged)
+
+
+async def test_hardware_probe_failures_name_the_devices_this_machine_has(camera, caplog):
+    caplog.set_level(logging.WARNING, "roombox.media.video")
+    choice = await choose_encoder(camera, VideoConfig(), environ={})
+    rejected = choice.status()["rejected"]
+    checked = 0
+    for name, pattern in (("v4l2m2m", "/dev/video*"), ("vaapi", "/dev/dri/renderD*")):
+        if name not in rejected:      # it worked (a Pi 4, a VAAPI-enabled FFmpeg): nothing to explain
+            assert choice.is_hardware
+            continue
+        devices = glob.glob(pattern)
+        if devices:
+            assert all(os.path.basename(d) in rejected[name] for d in devices), rejected[name]
+        else:
+            assert rejected[name].endswith(f"no {pattern} device on this machine"), rejected[name]
+        assert rejected[name] in caplog.text       # the log says the same as status
+        checked += 1
+    assert checked or choice.name in ("v4l2m2m", "vaapi")
 
 
 async def test_forced_hardware_encoder_that_is_absent_fails_with_its_reason(camera):
@@ -163,7 +184,7 @@ class H264Camera(Camera):
         super().__init__(CameraProfile(backend="sim", width=320, height=240, fps=30))
         self._packets = packets
 
-    async def packets(self):
+    async def packets(self, bitrate_bps=None, gop_frames=None):
         for packet in self._packets:
             yield packet
 
@@ -191,6 +212,8 @@ async def test_camera_encoded_h264_is_chosen_first_and_passed_through_untouched(
     decoder = av.CodecContext.create("h264", "r")
     counters = [stamps.read_frame(f).counter for p, _ in recorder.packets for f in decoder.decode(p)]
     assert counters == list(range(counters[0], counters[0] + len(counters))) and len(counters) >= 19
+    # A UVC camera's encoder cannot be steered: status says so instead of pretending.
+    assert encoder.status()["camera_controls"] == {"keyframe": False}
 
 
 async def test_output_started_mid_stream_gets_a_keyframe_at_once_and_nothing_before(camera):
