@@ -7,8 +7,11 @@ it runs x264 at its default preset (~25 ms per 720p frame here) and cannot be st
 """
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 from av.video.frame import PictureType
@@ -131,6 +134,15 @@ class V4l2M2mEncoder(PyAvEncoder):
     codec_name = "h264_v4l2m2m"
     is_hardware = True
 
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        try:
+            super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)
+        except EncoderUnavailable as exc:
+            # FFmpeg scans /dev/video* for an M2M H.264 device and says only EINVAL when
+            # none fits: name what is there, so status tells a Pi 4 without the codec
+            # overlay from a box that never had one.
+            raise EncoderUnavailable(f"{exc}; {describe_devices('/dev/video*', V4L2_NAMES)}") from None
+
     # FFmpeg's wrapper asks the driver to repeat SPS/PPS before each IDR and maps an I
     # picture type to V4L2's FORCE_KEY_FRAME, so no options are needed here. Its rate cannot
     # change while open: set_bitrate() keeps the default False and the encoder reopens.
@@ -144,3 +156,29 @@ class VaapiEncoder(PyAvEncoder):
     name = "vaapi"
     codec_name = "h264_vaapi"
     is_hardware = True
+
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        try:
+            super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)
+        except EncoderUnavailable as exc:
+            raise EncoderUnavailable(f"{exc}; {describe_devices('/dev/dri/renderD*', DRM_NAMES)}") from None
+
+
+# Where a device's driver name can be read, to say which device a probe could have used.
+V4L2_NAMES = "/sys/class/video4linux/{name}/name"
+DRM_NAMES = "/sys/class/drm/{name}/device/driver"
+
+
+def describe_devices(pattern: str, names: str) -> str:
+    """``'/dev/video*: video0 (uvcvideo), video11 (bcm2835-codec-encode)'`` or that there is none."""
+    found = []
+    for path in sorted(glob.glob(pattern)):
+        name = os.path.basename(path)
+        where = names.format(name=name)
+        try:
+            label = (os.path.basename(os.readlink(where)) if os.path.islink(where)
+                     else Path(where).read_text().strip())
+        except OSError:
+            label = "?"
+        found.append(f"{name} ({label})")
+    return f"{pattern}: {', '.join(found)}" if found else f"no {pattern} device on this machine"
