@@ -92,12 +92,17 @@ class Picamera2Camera(Camera):
         iterator is closed."""
         self._check_open()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[av.Packet] = asyncio.Queue()
+        queue: asyncio.Queue[av.Packet | Exception | None] = asyncio.Queue()
         bridge = _PacketBridge(self, loop, queue)
         await asyncio.to_thread(self._start_encoder, bridge, bitrate_bps, gop_frames)
         try:
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if item is None:             # the camera was closed
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
         finally:
             await asyncio.to_thread(self._stop_encoder, bridge)
 
@@ -130,7 +135,9 @@ class Picamera2Camera(Camera):
                 self._stop_encoder_locked()
 
     def _stop_encoder_locked(self) -> None:
-        encoder, self._encoder, self._output, self._bridge = self._encoder, None, None, None
+        encoder, bridge = self._encoder, self._bridge
+        self._encoder, self._output, self._bridge = None, None, None
+        bridge.end()
         try:
             self._camera.stop_encoder(encoder)
         except Exception as exc:  # the camera may already be gone; nothing left to release
@@ -164,9 +171,11 @@ class Picamera2Camera(Camera):
             try:
                 self._camera.start_encoder(encoder, output)
             except Exception as exc:
+                error = DeviceUnavailable(f"picamera2: encoder would not restart at {bitrate_bps} bit/s "
+                                          f"({type(exc).__name__}: {exc})")
+                self._bridge.end(error)      # packets() raises it: the stream is over
                 self._encoder = self._output = self._bridge = None
-                raise DeviceUnavailable(f"picamera2: encoder would not restart at {bitrate_bps} bit/s "
-                                        f"({type(exc).__name__}: {exc})") from None
+                raise error from None
             self.encoder_restarts += 1
             return True
 
@@ -228,6 +237,13 @@ class _PacketBridge:
 
     def restarted(self) -> None:
         self._base_pts = None
+
+    def end(self, error: Exception | None = None) -> None:
+        """Any thread: finish ``packets()`` (None) or make it raise ``error``."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, error)
+        except RuntimeError:  # the loop is closed already
+            pass
 
     def put(self, data: bytes, keyframe: bool, timestamp_us: int | None) -> None:
         """Encoder thread: one encoded frame (a copy of the compressed bytes only)."""

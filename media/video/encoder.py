@@ -59,6 +59,11 @@ class VideoEncoder:
         self.config = config
         self.choice = choice
         self.rungs: list[Rung] = config.rungs(camera.width, camera.height, camera.fps)
+        if choice.packets is not None:
+            # The camera's encoder runs at the camera's size and rate; hal cannot step it
+            # (picamera2 would need the camera reconfigured), so the ladder has one rung and
+            # congestion is met with the bitrate alone.
+            self.rungs = self.rungs[:1]
         self.rung_index = 0
         self.target_bitrate_bps = config.bitrate_bps
         self.outputs: list[EncodedOutput] = []

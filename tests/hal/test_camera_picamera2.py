@@ -179,6 +179,18 @@ async def test_an_encoder_that_will_not_start_names_the_reason(fake_picamera2):
     assert stamps.read_frame(frame) is not None
 
 
+async def test_closing_the_camera_ends_the_packet_stream(fake_picamera2):
+    camera = await asyncio.to_thread(open_camera, PROFILE)
+    packets = camera.packets()
+    await take(packets, 2)
+    await asyncio.to_thread(camera.close)
+    async with asyncio.timeout(WAIT_S):
+        rest = [p async for p in packets]      # ends instead of waiting forever
+    assert len(rest) < 10
+    assert not fake_picamera2.encoders[0].running
+    assert not fake_picamera2.Picamera2.instances[0].is_open
+
+
 async def test_keyframe_and_bitrate_controls_need_a_running_encoder(fake_picamera2):
     camera = await asyncio.to_thread(open_camera, PROFILE)
     try:

@@ -28,6 +28,8 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
         assert (status["encoder"], status["hardware"]) == ("picamera2", True)
         assert list(status["rejected"]) == ["camera"]
         encoder = VideoEncoder(camera, config, choice)
+        encoder.set_rung(2)      # the ladder cannot step the camera's encoder: it stays put
+        assert [str(r) for r in encoder.rungs] == ["320x240@30"] and encoder.rung_index == 0
         recorder = Recorder(10)
         encoder.add_output(recorder)
         recorder.start()
