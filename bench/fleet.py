@@ -214,7 +214,7 @@ async def run_one(db: str, args) -> dict:
                 resp = await client.post(service.url + "/v1/admin/devices/import",
                                          headers={"Authorization": f"Bearer {token}"},
                                          json={"rows": [{"serial": b.serial, "room": b.serial,
-                                                         "meeting_url": "https://meet.example.org/r"}
+                                                         "meeting_url": "whip+https://meet.example.org/r"}
                                                         for b in boxes]})
                 resp.raise_for_status()
             cpu0 = service.cpu_s()

@@ -27,6 +27,10 @@ COMMAND_KINDS = ("reboot", "rejoin", "identify", "selftest", "collect_diagnostic
 TECHNICIAN_MAX_VALID_S = 8 * 3600
 # Commands that would interrupt a meeting; the box holds them until it is out of a call.
 DISRUPTIVE_COMMANDS = frozenset({"reboot", "rejoin", "selftest"})
+# The meeting URL forms the terminal's conference adapters take (terminal/conference):
+# Janus VideoRoom over its HTTP or WebSocket API, and WHIP. Listed here, not imported: the
+# service never imports the terminal.
+MEETING_SCHEMES = ("janus+https", "janus+wss", "whip+https", "janus+http", "janus+ws", "whip+http")
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def parse_settings(data: Any) -> Settings:
         if key in data:
             out[key] = _text(f"settings.{key}", data[key])
     if "meeting_url" in data:
-        out["meeting_url"] = _url("settings.meeting_url", data["meeting_url"], ("https", "wss"))
+        out["meeting_url"] = _url("settings.meeting_url", data["meeting_url"], MEETING_SCHEMES)
     if "calendar_url" in data:
         out["calendar_url"] = _url("settings.calendar_url", data["calendar_url"], ("https",))
     if "turn_servers" in data:

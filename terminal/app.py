@@ -20,6 +20,7 @@ from hal.leds import Leds
 from hal.profile import HardwareProfile
 from terminal.screen_sink import FrameSink, RecordingSink
 from terminal.state import Event, State, StateMachine
+from terminal.status_page.access import TechnicianAccess
 
 log = logging.getLogger("roombox.terminal")
 
@@ -35,6 +36,7 @@ LED_PATTERNS = {
 }
 # Degraded in a call (rejoining): the camera is still open, so the LED stays red.
 REJOINING_PATTERN = ("red", "pulse")
+IDENTIFY_PATTERN = ("white", "blink")   # the provisioning command "identify"
 BOARD_REFRESH_S = 10.0
 LEAVE_TIMEOUT_S = 10.0
 ICE_HOSTS_ENV = "ROOMBOX_ICE_HOST_ADDRESSES"   # e.g. "127.0.0.1" in a loopback-only namespace
@@ -96,10 +98,11 @@ class Terminal:
     """One box. ``await run(stop)`` until ``stop`` is set; ``post()`` hands it events."""
 
     def __init__(self, profile: HardwareProfile, settings: MeetingSettings | None = None,
-                 sink: FrameSink | None = None) -> None:
+                 sink: FrameSink | None = None, screen: Any = None) -> None:
         self.profile = profile
         self.settings = settings or MeetingSettings()
         self.sink = sink if sink is not None else RecordingSink()
+        self.screen = screen                     # terminal.screen.RoomScreen, if shown
         self.machine = StateMachine(self.settings.meeting_url)
         self.session = None                      # terminal.session.CallSession while in a call
         self._session_task: asyncio.Task | None = None
@@ -108,6 +111,10 @@ class Terminal:
         self._waiters: dict[int, asyncio.Future] = {}
         self.control = None                      # terminal.control.ControlServer, if configured
         self.calendar = None                     # terminal.calendar.CalendarPoller, if configured
+        self._calendar_task: asyncio.Task | None = None
+        self.provisioning = None                 # terminal.provisioned.ProvisioningLink, if enabled
+        self.technician = TechnicianAccess()     # codes that open the technician status page
+        self._identify_until = 0.0
         self._group: asyncio.TaskGroup | None = None
         self.buttons: Buttons | None = None
         self.leds: Leds | None = None
@@ -116,6 +123,27 @@ class Terminal:
         self.reached_idle = asyncio.Event()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self.machine.add_listener(self._on_change)
+
+    def enable_provisioning(self, **link_options: Any) -> None:
+        """Provision this box through the service (``terminal.provisioned``): it starts
+        unprovisioned until a configuration is applied."""
+        from terminal.provisioned import ProvisioningLink
+        self.provisioning = ProvisioningLink(self, **link_options)
+        self.machine.needs_provisioning = True
+
+    def apply_settings(self, settings: MeetingSettings, why: str) -> None:
+        """New meeting settings (from provisioning): the next call uses them; the calendar
+        poller restarts if its URL changed. A call in progress is left alone."""
+        previous, self.settings = self.settings, settings
+        if settings.calendar_url != previous.calendar_url:
+            self._restart_calendar()
+        self.post(Event("settings_applied", {"meeting_url": settings.meeting_url, "why": why}))
+
+    def identify(self, seconds: float) -> None:
+        """Blink the status LED white for ``seconds`` so a technician finds this box."""
+        self._identify_until = time.monotonic() + seconds
+        self._show_leds(self.machine)
+        asyncio.get_running_loop().call_later(seconds + 0.05, self._show_leds, self.machine)
 
     def post(self, event: Event) -> None:
         self._events.put_nowait(event)
@@ -129,6 +157,8 @@ class Terminal:
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = await self._open_devices()
+        if self.provisioning is not None:
+            await self._prepare_provisioning()
         self._on_change(self.machine)
         self.post(Event("devices_opened", {"failures": failures}))
         try:
@@ -139,14 +169,27 @@ class Terminal:
                 if self.buttons is not None:
                     tasks.append(group.create_task(self._watch_buttons(), name="buttons"))
                 tasks += self._start_services(group)
+                if self.screen is not None:
+                    tasks.append(group.create_task(self.screen.follow(self.status), name="screen"))
                 self._reconcile_call(self.machine)
                 await stop.wait()
                 self.machine.handle(Event("stop_requested"))
                 await self._await_session_end()
-                for task in tasks:
-                    task.cancel()
+                for task in tasks + [self._calendar_task]:
+                    if task is not None:
+                        task.cancel()
         finally:
             await asyncio.to_thread(self._close_devices)
+
+    async def _prepare_provisioning(self) -> None:
+        serial = self.board_info.get("serial") or ""
+        try:
+            await self.provisioning.prepare(serial)
+        except (ValueError, OSError) as exc:
+            # The box still serves a locally given meeting; it just cannot be provisioned.
+            log.error("terminal: provisioning unavailable (%s)", exc)
+            self.post(Event("provisioning_progress", {"reason": f"provisioning unavailable: {exc}"}))
+            self.provisioning = None
 
     def _start_services(self, group: asyncio.TaskGroup) -> list[asyncio.Task]:
         tasks = []
@@ -154,12 +197,23 @@ class Terminal:
             from terminal.control import ControlServer
             self.control = ControlServer(self.settings.control_path, self)
             tasks.append(group.create_task(self.control.serve(), name="control"))
+        if self.provisioning is not None:
+            tasks.append(group.create_task(self.provisioning.run(), name="provisioning"))
+        self._restart_calendar()
+        return tasks
+
+    def _restart_calendar(self) -> None:
+        if self._group is None:
+            return
+        if self._calendar_task is not None:
+            self._calendar_task.cancel()
+            self._calendar_task, self.calendar = None, None
+            self.post(Event("calendar_updated", {"meeting_url": None, "upcoming": None}))
         if self.settings.calendar_url:
             from terminal.calendar import CalendarPoller
             self.calendar = CalendarPoller(self.settings.calendar_url, self.post,
                                            verify_tls=self.settings.verify_tls)
-            tasks.append(group.create_task(self.calendar.run(), name="calendar"))
-        return tasks
+            self._calendar_task = self._group.create_task(self.calendar.run(), name="calendar")
 
     # ---- the call session, as the state machine asks ----------------------------------
 
@@ -253,6 +307,10 @@ class Terminal:
         async for event in self.buttons.events():
             if event.action == "pressed" and event.button in ("join", "mute"):
                 self.post(Event(f"{event.button}_pressed"))
+            elif event.action == "held" and event.button == "mute" and self.screen is not None:
+                # Holding mute (5 s by default) opens the technician view on the room screen.
+                shown = self.screen.toggle_technician()
+                log.info("terminal: technician view %s", "opened" if shown else "closed")
 
     async def _refresh_board(self) -> None:
         while self._board is not None:
@@ -263,13 +321,21 @@ class Terminal:
         if machine.state == State.IDLE:
             self.reached_idle.set()
         self._reconcile_call(machine)
-        if self.leds is not None:
-            colour, pattern = LED_PATTERNS[machine.state]
-            if machine.state == State.DEGRADED and machine.in_call:
-                colour, pattern = REJOINING_PATTERN
-            if self.leds.shown != {"colour": colour, "pattern": pattern}:
-                self.leds.set_status(colour, pattern)
-            self.leds.set_mute(machine.is_muted)
+        self._show_leds(machine)
+        if self.screen is not None:
+            self.screen.update(self.status())     # at once, not at the next poll
+
+    def _show_leds(self, machine: StateMachine) -> None:
+        if self.leds is None:
+            return
+        colour, pattern = LED_PATTERNS[machine.state]
+        if machine.state == State.DEGRADED and machine.in_call:
+            colour, pattern = REJOINING_PATTERN
+        elif time.monotonic() < self._identify_until and not machine.in_call:
+            colour, pattern = IDENTIFY_PATTERN
+        if self.leds.shown != {"colour": colour, "pattern": pattern}:
+            self.leds.set_status(colour, pattern)
+        self.leds.set_mute(machine.is_muted)
 
     def status(self) -> dict[str, Any]:
         """The one aggregate every view reads (CLI, status page, health, room screen)."""
@@ -284,4 +350,7 @@ class Terminal:
             status["call_session"] = self.session.status()
         if self.calendar is not None:
             status["calendar"] = self.calendar.status()
+        if self.provisioning is not None:
+            status["provisioning"] = self.provisioning.status()
+        status["room"] = {"name": self.settings.display_name}
         return status

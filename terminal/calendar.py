@@ -30,6 +30,7 @@ from terminal.state import Event, redact
 log = logging.getLogger("roombox.terminal.calendar")
 
 AHEAD_S = 600                # "starting within 10 minutes" (issue 5)
+NEXT_LISTED = 5
 POLL_S = 60.0
 HTTP_TIMEOUT_S = 10.0
 WINDOW = dt.timedelta(hours=12)   # what we fetch and expand around now
@@ -193,8 +194,13 @@ class CalendarPoller:
             self.post(Event("calendar_updated", payload))
 
     def status(self) -> dict[str, Any]:
+        """Feed health and, in ``next``, the meetings not yet over (the room screen lists them)."""
+        now = self.clock()
+        coming = sorted((m for m in self.meetings if m.end > now), key=lambda m: m.start)
         return {"url": redact(self.source.url), "protocol": self.source.protocol,
-                "events": len(self.meetings), "fetches": self.fetches, "error": self.last_error or None}
+                "events": len(self.meetings), "fetches": self.fetches, "error": self.last_error or None,
+                "next": [{"summary": m.summary, "start": m.start.isoformat(timespec="minutes"),
+                          "end": m.end.isoformat(timespec="minutes")} for m in coming[:NEXT_LISTED]]}
 
 
 def _describe(meeting: Meeting | None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "terminal.commands.run",
     "terminal.commands.demo",
     "terminal.commands.call",
+    "terminal.commands.box",
     "terminal.commands.hw",
     "terminal.commands.selftest",
     "terminal.commands.health",

@@ -4,6 +4,9 @@ JSON lines. Each request line is an object with a ``command``; each gets one rep
     {"command": "status"}                       → {"ok": true, "status": {...}}
     {"command": "join", "url": "janus+http://…"} → {"ok": true, "state": "joining", ...}
     {"command": "leave" | "mute" | "unmute"}     → {"ok": true, "state": ..., "muted": ...}
+    {"command": "provision", "url": "https://…", "ca_sha256": "…"}
+                                                → {"ok": true, "service": "https://…"}
+    {"command": "technician-code"}              → {"ok": true, "code": "ABCDE-FGHJK", "expires_at": …}
 
 Bad requests get ``{"ok": false, "error": "..."}`` naming what was wrong; the connection
 stays usable. ``request()`` is the client other commands call.
@@ -32,7 +35,9 @@ MAX_LINE_BYTES = 64 * 1024
 REQUEST_TIMEOUT_S = 5.0
 IDLE_CLIENT_TIMEOUT_S = 60.0
 COMMANDS = {"status": None, "join": "join_requested", "leave": "leave_requested",
-            "mute": "mute_requested", "unmute": "unmute_requested"}
+            "mute": "mute_requested", "unmute": "unmute_requested",
+            "provision": None, "technician-code": None}
+TECHNICIAN_CODE_VALID_S = 900
 
 
 def default_path() -> str:
@@ -125,6 +130,13 @@ class ControlServer:
             return self._reject(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
         if command == "status":
             return {"ok": True, "status": self.terminal.status()}
+        if command == "provision":
+            return self._provision(message)
+        if command == "technician-code":
+            # Whoever can reach this socket is on the box's shell as roombox or root.
+            code, expires_at = self.terminal.technician.issue_local(TECHNICIAN_CODE_VALID_S)
+            log.info("control: issued a local technician code (valid %d s)", TECHNICIAN_CODE_VALID_S)
+            return {"ok": True, "code": code, "expires_at": expires_at}
         data: dict[str, Any] = {}
         if command == "join" and message.get("url") is not None:
             url = message["url"]
@@ -135,6 +147,21 @@ class ControlServer:
         machine = self.terminal.machine
         return {"ok": True, "state": str(machine.state), "reason": machine.reason,
                 "muted": machine.is_muted, "notices": list(machine.notices)}
+
+    def _provision(self, message: dict) -> dict:
+        link = self.terminal.provisioning
+        if link is None:
+            return self._reject("provision: this terminal runs with a local meeting and "
+                                "provisioning off (roombox run --provisioning on)")
+        url, pin = message.get("url"), message.get("ca_sha256")
+        if not isinstance(url, str) or not isinstance(pin, str):
+            return self._reject(f"provision: url and ca_sha256 must be strings, got {url!r} and {pin!r}")
+        try:
+            location = link.set_typed_location(url, pin)
+        except ValueError as exc:      # DiscoveryError names the key and the value
+            return self._reject(f"provision: {exc}")
+        return {"ok": True, "service": location.url,
+                "note": "used when no seed file or DNS-SD record names a service"}
 
     def _reject(self, why: str) -> dict:
         self.rejected += 1

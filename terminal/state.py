@@ -54,9 +54,13 @@ class StateMachine:
     """Holds state, reason, mute and the set of lost devices; ``handle(event)`` is the only
     mutator. Listeners run after every change, on the event loop, and must not block."""
 
-    def __init__(self, meeting_url: str | None = None) -> None:
+    def __init__(self, meeting_url: str | None = None, needs_provisioning: bool = False) -> None:
         self.state = State.BOOTING
         self.reason = "starting"
+        # True until the provisioning link applies a configuration; a box given its meeting
+        # locally never needs one.
+        self.needs_provisioning = needs_provisioning
+        self.provisioning_reason = "looking for the provisioning service"
         self.is_muted = False
         self.meeting_url = meeting_url          # the room's standing meeting
         self.calendar_url: str | None = None    # the calendar's meeting, live or imminent
@@ -93,6 +97,8 @@ class StateMachine:
         if self.lost_devices:
             kind, why = next(iter(self.lost_devices.items()))
             return State.DEGRADED, f"{kind}: {why}"
+        if self.needs_provisioning:
+            return State.UNPROVISIONED, self.provisioning_reason
         return State.IDLE, "ready"
 
     # Event handlers: one per event name.
@@ -103,13 +109,28 @@ class StateMachine:
 
     def _on_device_lost(self, kind: str, reason: str) -> None:
         self.lost_devices[kind] = reason
-        if not self.in_call and self.state in (State.IDLE, State.DEGRADED):
-            self._go(*self._ready_state())
+        self._settle()
 
     def _on_device_restored(self, kind: str) -> None:
         self.lost_devices.pop(kind, None)
-        if not self.in_call and self.state in (State.IDLE, State.DEGRADED):
+        self._settle()
+
+    def _settle(self) -> None:
+        """Out of a call, go to whichever of idle, unprovisioned or degraded is true now."""
+        if not self.in_call and self.state in (State.IDLE, State.DEGRADED, State.UNPROVISIONED):
             self._go(*self._ready_state())
+
+    def _on_provisioning_progress(self, reason: str) -> None:
+        self.provisioning_reason = reason
+        if self.needs_provisioning:
+            self._settle()
+
+    def _on_settings_applied(self, meeting_url: str | None = None, why: str = "settings applied") -> None:
+        """The provisioning link applied a configuration: the box is provisioned."""
+        self.meeting_url = meeting_url
+        self.needs_provisioning = False
+        self._say(f"settings: {why}")
+        self._settle()
 
     @property
     def in_call(self) -> bool:
@@ -131,7 +152,8 @@ class StateMachine:
 
     def _start_call(self, url: str | None, why: str) -> None:
         if self.state not in (State.IDLE, State.DEGRADED):
-            self._say(f"join: not possible while {self.state}")
+            self._say(f"join: not possible while {self.state}" + (
+                f" ({self.reason})" if self.state == State.UNPROVISIONED else ""))
             return
         url = url or self.calendar_url or self.meeting_url
         if not url:

@@ -19,7 +19,8 @@ Event kinds and their ``data``:
 ``config_committed``     version, settings: the new last-known-good
 ``config_rolled_back``   version, reason, settings (what runs now)
 ``config_refused``       reason (signature, expiry, version, schema...; nothing changed)
-``command_received``     id, kind, args: verified, not expired, not replayed; terminal runs it
+``command_received``     id, kind, args: verified, not expired, not replayed; the terminal
+                         runs it and calls ``report_result(id, status, detail)``
 ``command_refused``      reason
 ``service_unreachable``  reason (check-in failed; the agent retries with backoff)
 =======================  ===================================================================
@@ -91,6 +92,7 @@ class ProvisioningAgent:
         self.last_checkin: float | None = None
         self.user_code: str | None = None
         self.verification_uri: str | None = None
+        self._wake = asyncio.Event()
         if self.identity.is_enrolled:
             self._open_stores()
 
@@ -123,7 +125,7 @@ class ProvisioningAgent:
                 self.last_error = str(exc)
                 if not isinstance(exc, EnrolmentError):
                     await self._post("service_unreachable", reason=str(exc))
-                await asyncio.sleep(self._backoff(failures))
+                await self._pause(self._backoff(failures))
 
     async def _check_in_forever(self) -> None:
         delay, failures = 0.0, 0
@@ -139,6 +141,19 @@ class ProvisioningAgent:
                 await self._post("service_unreachable", reason=str(exc))
             # Jitter on our side too, so boxes powered on together drift apart.
             delay *= random.uniform(1 - protocol.CHECKIN_JITTER, 1 + protocol.CHECKIN_JITTER)
+
+    def wake(self) -> None:
+        """Retry enrolment now (an admin just typed the service's URL) instead of after the
+        current backoff."""
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
 
     def _backoff(self, failures: int) -> float:
         return min(RETRY_MAX_S, self._retry_base_s * 2 ** min(failures - 1, 10)) \
@@ -322,5 +337,10 @@ class ProvisioningAgent:
             log.info("provisioning: %s %s deferred until the call ends", cmd.kind, cmd.id)
             return
         await asyncio.to_thread(self.gate.mark_run, cmd)
-        self._results.append({"id": cmd.id, "status": "done", "detail": "delivered"})
         await self._post("command_received", id=cmd.id, kind=cmd.kind, args=cmd.args)
+
+    def report_result(self, command_id: str, status: str, detail: str = "") -> None:
+        """The terminal ran (or failed to run) a command: the next check-in reports it."""
+        if status not in ("done", "failed", "refused"):
+            raise ValueError(f"command result status must be done, failed or refused, got {status!r}")
+        self._results.append({"id": command_id, "status": status, "detail": detail[:1000]})

@@ -54,8 +54,9 @@ def _location(url, pin, source: str) -> ServiceLocation:
         raise DiscoveryError(f"{source}: service.ca_sha256 must be 64 hex digits, got {pin!r}")
     try:
         pin = crypto.normalise_fingerprint(pin)
-    except ValueError as exc:
-        raise DiscoveryError(f"{source}: service.{exc}") from None
+    except ValueError:
+        raise DiscoveryError(f"{source}: service.ca_sha256 must be the CA fingerprint, 64 hex "
+                             f"digits (SHA-256), got {pin!r}") from None
     return ServiceLocation(url.rstrip("/"), pin, source)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from .. import protocol
 
 FIELDS = (("site", "Site", "HQ"), ("room", "Room", "Ada"),
-          ("meeting_url", "Meeting URL", "https://meet.example.org/ada"),
+          ("meeting_url", "Meeting URL", "janus+https://meet.example.org/janus?room=1234"),
           ("calendar_url", "Calendar URL (optional)", "https://cal.example.org/ada.ics"))
 
 _STYLE = ("body{font-family:sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}"

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 from hal.errors import ProfileError
 from hal.profile import load_profile
@@ -13,7 +16,6 @@ from terminal.app import MeetingSettings, Terminal
 from terminal.cli import roombox_version
 from terminal.metrics import DEFAULT_LISTEN, TerminalCollector, parse_listen, serve_metrics
 from terminal.monitor import DeviceMonitor
-from terminal.status_page.access import TechnicianAccess
 from terminal.status_page.server import StatusPage, serve_status_page
 from terminal.notify import SystemdNotifier, notify, ping_watchdog, watchdog_interval_s
 
@@ -33,6 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"Prometheus endpoint (default {DEFAULT_LISTEN}, loopback only; 'off' disables)")
     parser.add_argument("--status-page", default="off", metavar="HOST:PORT",
                         help="serve the technician status page (default off; needs a technician code)")
+    parser.add_argument("--provisioning", choices=("auto", "on", "off"),
+                        default=os.environ.get("ROOMBOX_PROVISIONING", "auto"),
+                        help="provision through the provisioning service (default auto: "
+                             "only when no meeting or calendar is given locally)")
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
+                        help="identity and configuration (default: $STATE_DIRECTORY/provisioning "
+                             "under systemd, else /var/lib/roombox/provisioning)")
+    parser.add_argument("--seed-dir", action="append", default=None, metavar="DIR",
+                        help="where to look for provisioning.toml (repeatable; default "
+                             "/boot/firmware, /boot, /media/usb)")
+    parser.add_argument("--screen", choices=("auto", "on", "off"), default="auto",
+                        help="show the room screen on the profile's display (default auto: "
+                             "on unless the display is the offscreen test backend)")
     parser.set_defaults(func=main)
 
 
@@ -51,7 +66,26 @@ def main(args: argparse.Namespace) -> int:
         return 2
     metrics = None if args.metrics == "off" else args.metrics
     status_page = None if args.status_page == "off" else args.status_page
-    return asyncio.run(serve(Terminal(profile, settings), args.duration, metrics, status_page))
+    show_screen = args.screen == "on" or (args.screen == "auto" and profile.display.backend != "offscreen")
+    return asyncio.run(_run(profile, settings, args, metrics, status_page, show_screen))
+
+
+async def _run(profile, settings: MeetingSettings, args: argparse.Namespace, metrics: str | None,
+               status_page: str | None, show_screen: bool) -> int:
+    screen = None
+    if show_screen:
+        from terminal.screen import RoomScreen
+        screen = RoomScreen(profile.display)
+    async with screen if screen is not None else contextlib.nullcontext():
+        terminal = Terminal(profile, settings, sink=screen.sink if screen else None, screen=screen)
+        wants = args.provisioning == "on" or (
+            args.provisioning == "auto" and not (settings.meeting_url or settings.calendar_url))
+        if wants:
+            options = {"state_dir": Path(args.state_dir) if args.state_dir else None}
+            if args.seed_dir:
+                options["seed_dirs"] = tuple(Path(d) for d in args.seed_dir)
+            terminal.enable_provisioning(**options)
+        return await serve(terminal, args.duration, metrics, status_page)
 
 
 async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: str | None = None,
@@ -82,7 +116,7 @@ async def serve(terminal: Terminal, duration_s: float | None, metrics_listen: st
             collector = TerminalCollector(terminal.status, roombox_version())
             helpers.append(group.create_task(serve_metrics(collector, metrics_listen), name="metrics"))
         if status_page_listen:
-            page = StatusPage(terminal.status, TechnicianAccess(), terminal.profile.name)
+            page = StatusPage(terminal.status, terminal.technician, terminal.profile.name)
             host, port = parse_listen(status_page_listen, "--status-page")
             helpers.append(group.create_task(serve_status_page(page, host, port), name="status-page"))
         try:

@@ -82,8 +82,8 @@ def test_init_refuses_to_replace_an_existing_ca(running_service, capsys):
 def test_admin_imports_csv_and_lists_devices(running_service, tmp_path, capsys):
     sheet = tmp_path / "rooms.csv"
     sheet.write_text("serial,site,room,meeting_url,calendar_url,hardware_profile\n"
-                     "RB-100,HQ,Ada,https://meet.example.org/ada,,pi5-array\n"
-                     "RB-101,HQ,Babbage,https://meet.example.org/babbage,,pi5-array\n")
+                     "RB-100,HQ,Ada,whip+https://meet.example.org/ada,,pi5-array\n"
+                     "RB-101,HQ,Babbage,whip+https://meet.example.org/babbage,,pi5-array\n")
     assert admin(running_service, "import", str(sheet)) == 0
     assert "added 2" in capsys.readouterr().out
     assert admin(running_service, "devices") == 0

@@ -34,9 +34,11 @@ async def test_command_runs_once_and_its_result_reaches_the_service(service, enr
     await enrolled.agent.checkin()
     event = await enrolled.next_event("command_received")
     assert event.data == {"id": command_id, "kind": "identify", "args": {}}
+    enrolled.agent.report_result(command_id, "done", "status LED blinking white for 30 s")
     await enrolled.agent.checkin()      # reports the result
     listed = (await service.admin("GET", "/v1/admin/devices/RB-K1/commands")).json()
     assert listed["commands"][0]["status"] == "done"
+    assert listed["commands"][0]["result"] == "status LED blinking white for 30 s"
     assert "command_received" not in enrolled.drain()
 
 

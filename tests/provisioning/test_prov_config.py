@@ -28,7 +28,7 @@ def document(key: bytes, version: int, settings: dict | None = None, **overrides
     now = int(time.time())
     payload = {"sub": SERIAL, "ver": version, "iat": now, "exp": now + 3600,
                "settings": settings if settings is not None
-               else {"meeting_url": f"https://meet.example.org/v{version}"}}
+               else {"meeting_url": f"whip+https://meet.example.org/v{version}"}}
     payload.update(overrides)
     return crypto.sign_document(payload, key, CONFIG_TYP)
 
@@ -43,7 +43,7 @@ def test_committed_config_survives_restart(tmp_path, store, signing_key):
     store.commit()
     again = ConfigStore(tmp_path, SERIAL, store._key)
     assert again.version == 1
-    assert again.running.meeting_url == "https://meet.example.org/v1"
+    assert again.running.meeting_url == "whip+https://meet.example.org/v1"
 
 
 def test_restart_during_trial_rolls_back_to_last_known_good(tmp_path, store, signing_key):
@@ -106,24 +106,24 @@ def test_bad_documents_are_rejected_and_running_config_untouched(store, signing_
 
 async def test_failed_health_check_rolls_back_and_reports_why(service, make_box):
     await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
-        "serial": "RB-H1", "meeting_url": "https://meet.example.org/good"}]})
+        "serial": "RB-H1", "meeting_url": "whip+https://meet.example.org/good"}]})
     box = make_box("RB-H1")
     await box.agent.enrol()
     await box.agent.checkin()
     assert (await box.next_event("config_committed")).data["version"] == 1
     published = await service.admin("POST", "/v1/admin/devices/RB-H1/config", {"settings": {
-        "meeting_url": "https://meet.example.org/broken", "log_level": "debug",
+        "meeting_url": "whip+https://meet.example.org/broken", "log_level": "debug",
         "turn_servers": [{"urls": ["turns:turn.example.org:443"], "username": "u",
                           "credential": "secret"}]}})
     assert published.json()["version"] == 2
     box.healthy, box.health_reason = False, "janus unreachable at meet.example.org/broken"
     await box.agent.checkin()
     received = await box.next_event("config_received")
-    assert received.data["settings"].meeting_url == "https://meet.example.org/broken"
+    assert received.data["settings"].meeting_url == "whip+https://meet.example.org/broken"
     rolled = await box.next_event("config_rolled_back")
     assert rolled.data["version"] == 2
     assert rolled.data["reason"] == "janus unreachable at meet.example.org/broken"
-    assert rolled.data["settings"].meeting_url == "https://meet.example.org/good"
+    assert rolled.data["settings"].meeting_url == "whip+https://meet.example.org/good"
     assert box.agent.store.version == 1
     # The failed version is not fetched again, and the service hears why.
     box.healthy = True
@@ -134,10 +134,10 @@ async def test_failed_health_check_rolls_back_and_reports_why(service, make_box)
     assert device["config_status"]["rolled_back"]["reason"].startswith("janus unreachable")
     # A fixed version 3 is taken.
     await service.admin("POST", "/v1/admin/devices/RB-H1/config", {"settings": {
-        "meeting_url": "https://meet.example.org/fixed"}})
+        "meeting_url": "whip+https://meet.example.org/fixed"}})
     await box.agent.checkin()
     assert (await box.next_event("config_committed")).data["version"] == 3
-    assert box.agent.store.running.meeting_url == "https://meet.example.org/fixed"
+    assert box.agent.store.running.meeting_url == "whip+https://meet.example.org/fixed"
 
 
 async def test_service_refuses_to_sign_invalid_settings(service, make_box):

@@ -46,7 +46,7 @@ def test_nothing_found_says_where_it_looked(tmp_path):
     ('[service]\nurl = "http://prov.example.org"\nca_sha256 = "' + PIN + '"\n',
      "service.url must be an https:// URL, got 'http://prov.example.org'"),
     ('[service]\nurl = "https://prov.example.org"\nca_sha256 = "abc"\n',
-     "CA fingerprint must be 64 hex digits"),
+     "service.ca_sha256 must be the CA fingerprint, 64 hex digits"),
     ('[service]\nurl = "https://p"\nca_sha256 = "' + PIN + '"\nproxy = "x"\n',
      "unknown key 'proxy'"),
     ("[service\n", "not valid TOML"),

@@ -10,7 +10,7 @@ from provisioning import protocol
 from provisioning.agent.discovery import ServiceLocation
 from provisioning.errors import DiscoveryError, EnrolmentError
 
-ROOM = {"site": "HQ", "room": "Ada", "meeting_url": "https://meet.example.org/ada",
+ROOM = {"site": "HQ", "room": "Ada", "meeting_url": "whip+https://meet.example.org/ada",
         "calendar_url": "https://cal.example.org/ada.ics"}
 
 
@@ -316,7 +316,7 @@ async def test_activation_page_from_the_qr_code_approves_the_box(service, make_b
             assert form.status_code == 200
             assert f'name="code" value="{shown["user_code"]}"' in form.text
             fields = {"code": shown["user_code"], "site": "HQ", "room": "Turing",
-                      "meeting_url": "https://meet.example.org/turing"}
+                      "meeting_url": "whip+https://meet.example.org/turing"}
             wrong = await client.post(service.url + protocol.ACTIVATE_PATH,
                                       data=fields | {"token": "guess"})
             assert wrong.status_code == 401 and "wrong admin token" in wrong.text

@@ -172,6 +172,7 @@ async def test_caldav_collection_on_radicale(radicale):
     await poller.refresh()
     status = poller.status()
     assert status["url"] == collection.replace("http://", "http://room:***@"), "the password is masked"
-    assert status | {"url": None} == {"url": None, "protocol": "caldav", "events": 1,
-                                      "fetches": 1, "error": None}
+    assert status | {"url": None, "next": None} == {"url": None, "protocol": "caldav", "events": 1,
+                                                    "fetches": 1, "error": None, "next": None}
+    assert [m["summary"] for m in status["next"]] == ["Design review"], "the live meeting is listed; yesterday's is not"
     assert posted[-1].data == {"meeting_url": LIVE, "upcoming": None}

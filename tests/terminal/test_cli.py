@@ -71,9 +71,21 @@ def test_broken_profile_stops_with_the_key_and_value(tmp_path):
 
 
 def test_run_reaches_idle_and_stops_after_its_duration():
-    result = roombox("run", "--profile", "sim", "--duration", "1.5")
+    result = roombox("run", "--profile", "sim", "--duration", "1.5", "--provisioning", "off",
+                     "--metrics", "off")
     assert result.returncode == 0, result.stderr
     assert "terminal: booting -> idle (ready)" in result.stderr
+
+
+def test_run_without_a_meeting_waits_unprovisioned_and_says_why(tmp_path):
+    result = roombox("run", "--profile", "sim", "--duration", "2", "--metrics", "off",
+                     "--state-dir", str(tmp_path / "state"), "--seed-dir", str(tmp_path / "no-seed"))
+    assert result.returncode == 0, result.stderr
+    assert "terminal: booting -> unprovisioned (looking for the provisioning service)" in result.stderr
+    assert ("unprovisioned -> unprovisioned (no provisioning service: no provisioning.toml seed"
+            in result.stderr), "the reason names what is missing"
+    key = tmp_path / "state" / "device.key"
+    assert key.exists() and key.stat().st_mode & 0o777 == 0o600, "the identity is made on first boot, private"
 
 
 @pytest.mark.timeout(90)

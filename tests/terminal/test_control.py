@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from terminal.app import MeetingSettings
+from terminal.app import MeetingSettings, Terminal
 from terminal.control import request
 from terminal.errors import ControlError
-from tests.terminal.conftest import running_terminal
+from tests.terminal.conftest import box_profile, running_terminal
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,7 +55,7 @@ async def test_bad_requests_get_errors_naming_the_problem_and_the_connection_sur
         assert [a["ok"] for a in answers] == [False, False, False, False, True]
         assert "request is not JSON" in answers[0]["error"]
         assert "must be a JSON object, got list" in answers[1]["error"]
-        assert "command must be one of status, join, leave, mute, unmute, got 'reboot'" in answers[2]["error"]
+        assert "command must be one of status, join, leave, mute, unmute, provision, technician-code, got 'reboot'" in answers[2]["error"]
         assert "url must be a meeting URL string, got 42" in answers[3]["error"]
         assert terminal.machine.state == "idle"
 
@@ -85,5 +85,47 @@ async def test_client_says_when_no_terminal_is_running(tmp_path):
 
 
 async def _until_ready(terminal) -> None:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(10):
+        while terminal.control is None:       # made once the devices are open
+            await asyncio.sleep(0.01)
         await terminal.control.ready.wait()
+
+
+async def test_technician_code_opens_the_status_page_and_provision_needs_provisioning_on(tmp_path):
+    path = str(tmp_path / "control.sock")
+    async with running_terminal(MeetingSettings(control_path=path)) as terminal:
+        await _until_ready(terminal)
+        code, out, _ = await roombox("technician-code", "--socket", path)
+        assert code == 0 and out.startswith("technician code: ")
+        issued = out.split()[2]
+        assert terminal.technician.login("192.0.2.7", issued) is not None, "the code opens the page"
+        code, _, err = await roombox("provision", "https://prov.example.org", "--ca-sha256", "ab" * 32,
+                                     "--socket", path)
+        assert code == 2 and "provisioning off (roombox run --provisioning on)" in err
+
+
+async def test_provision_points_an_unprovisioned_box_at_the_typed_service(tmp_path):
+    path = str(tmp_path / "control.sock")
+    terminal = Terminal(box_profile(), MeetingSettings(control_path=path))
+    # No seed file and no DNS-SD: the box waits unprovisioned until an admin types a URL.
+    terminal.enable_provisioning(state_dir=tmp_path / "state", seed_dirs=(), use_dns_sd=False)
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(terminal.run(stop))
+        try:
+            await _until_ready(terminal)
+            assert terminal.machine.state == "unprovisioned"
+            code, _, err = await roombox("provision", "https://127.0.0.1:9", "--ca-sha256", "xyz",
+                                         "--socket", path)
+            assert code == 2 and "ca_sha256" in err and "'xyz'" in err
+            code, out, _ = await roombox("provision", "https://127.0.0.1:9", "--ca-sha256", "ab" * 32,
+                                         "--socket", path)
+            assert code == 0 and "provisioning service set to https://127.0.0.1:9" in out
+            async with asyncio.timeout(20):
+                while "cannot fetch CA from https://127.0.0.1:9" not in terminal.machine.reason:
+                    await asyncio.sleep(0.05)
+            assert terminal.machine.state == "unprovisioned", "the typed service is tried, and why it fails is shown"
+        finally:
+            stop.set()
+            async with asyncio.timeout(20):
+                await asyncio.wait([task])

@@ -42,7 +42,8 @@ def test_run_sends_ready_status_watchdog_and_stopping(tmp_path):
     sock = listen(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "terminal.cli", "run", "--profile", "sim", "--duration", "3"],
+    proc = subprocess.Popen([sys.executable, "-m", "terminal.cli", "run", "--profile", "sim", "--duration", "3",
+                             "--provisioning", "off", "--metrics", "off"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         messages = receive_until(sock, 20, lambda m: any("STOPPING=1" in text for _, text in m))
