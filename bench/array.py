@@ -10,11 +10,15 @@ image-source + ray-free simulation), a 4-mic circular array (the ReSpeaker/sim g
 room) at the given SNR at the array. Speech is espeak-ng, dry, 16 kHz.
 
 Per trial: our SRP-PHAT DOA (media.audio.doa via the beamformer: its dominant talker)
-against pyroomacoustics' own SRP-PHAT and MUSIC on the same recording; SI-SDR of our
-delay-and-sum output against one mic. The target part of the beam output is the beam
-(fixed at the steering it ended on) applied to the talker's images alone, so the measure
-is exact for this linear beam. Linear arrays are ambiguous front/back: their DOA error is
-taken against the mirror image too.
+against pyroomacoustics' own SRP-PHAT and MUSIC on the same recording; SI-SDR of each of
+our beam methods (delay-and-sum as the baseline, fixed superdirective, adaptive MVDR) over
+one mic, all on the same recording in the same run. The target part of the beam output
+is the talker's images alone passed through the very weights the beam applied to the mix,
+frame by frame (the beam is linear in its input for given weights), so the measure is
+exact also for a beam that steers or adapts. What the beam does to the talker itself is
+reported too: the level of that talker part against the talker at mic 1, and its PESQ-WB
+with the talker at mic 1 as reference (4.6 = unchanged). Linear arrays are ambiguous
+front/back: their DOA error is taken against the mirror image too.
 """
 from __future__ import annotations
 
@@ -32,16 +36,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # drop bench/ from the import path, or scipy's ``import array`` would load this script.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
-from media.audio.beamformer import DelayAndSumBeamformer  # noqa: E402
+from media.audio.beamformer import Beamformer  # noqa: E402
+from media.audio.stft import StreamingStft  # noqa: E402
 
 try:
     import pyroomacoustics as pra
     import soundfile as sf
+    from pesq import pesq
     from scipy.signal import resample_poly
 except ImportError as exc:  # pragma: no cover - a benchmark, not a test
     raise SystemExit(f"bench/array.py needs the bench extra: pip install -e '.[bench]' ({exc})")
 
 RATE, FRAME = 16000, 160
+METHODS = ("delay-and-sum", "superdirective", "mvdr")
 SENTENCES = [
     "Can everybody hear me clearly, or should I move closer to the microphone?",
     "Let's start with a quick update on the release schedule for next month.",
@@ -109,11 +116,18 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(target ** 2) / (np.sum((estimate - target) ** 2) + 1e-20)))
 
 
-def run_beam(geometry, mix: np.ndarray, fixed: float | None = None, loading: float | None = None):
-    beam = DelayAndSumBeamformer(geometry, RATE, FRAME, fixed_azimuth_deg=fixed, loading=loading)
+def run_beam(geometry, mix: np.ndarray, talker: np.ndarray, method: str, loading=None):
+    """Beam the mix; pass the talker's images through the same per-frame weights."""
+    beam = Beamformer(geometry, RATE, FRAME, method=method, loading=loading)
+    shadow = StreamingStft(FRAME, channels=len(geometry))
     pcm = np.clip(np.rint(mix.T * 16384), -32768, 32767).astype(np.int16)   # -6 dB headroom
-    out = [beam.process(pcm[i:i + FRAME]) for i in range(0, len(pcm) - FRAME + 1, FRAME)]
-    return beam, np.concatenate(out).astype(np.float64)[FRAME:] / 16384
+    out, talker_out = [], []
+    for i in range(0, len(pcm) - FRAME + 1, FRAME):
+        out.append(beam.process(pcm[i:i + FRAME]))
+        spectra = shadow.analyse(talker[:, i:i + FRAME] * 0.5)        # same scale as the pcm
+        talker_out.append(shadow.synthesise(np.sum(beam.weights * spectra, axis=0)) * 2)
+    return (beam, np.concatenate(out).astype(np.float64)[FRAME:] / 16384,
+            np.concatenate(talker_out)[FRAME:])
 
 
 def pra_doa(name: str, geometry, mix: np.ndarray) -> float:
@@ -149,15 +163,18 @@ def trial(geometry, linear: bool, t60: float, snr_db: float, rng, loading=None):
     peak = np.max(np.abs(mix))
     mix, target = mix / peak * 0.9, target / peak * 0.9
 
-    beam, out = run_beam(geometry, mix, loading=loading)
-    _, target_out = run_beam(geometry, target, fixed=beam.steering_deg, loading=loading)
-    return {
-        "ours": angle_error(beam.talker_azimuth_deg, azimuth, linear),
-        "srp": angle_error(pra_doa("SRP", geometry, mix), azimuth, linear),
-        "music": angle_error(pra_doa("MUSIC", geometry, mix), azimuth, linear),
-        "sisdr_mic": si_sdr(target[0, : len(out)], mix[0, : len(out)]),
-        "sisdr_beam": si_sdr(target_out[: len(out)], out),
-    }
+    result = {"srp": angle_error(pra_doa("SRP", geometry, mix), azimuth, linear),
+              "music": angle_error(pra_doa("MUSIC", geometry, mix), azimuth, linear)}
+    for method in METHODS:
+        beam, out, target_out = run_beam(geometry, mix, target, method,
+                                         loading if method == "mvdr" else None)
+        mic_talker = target[0, : len(out)]
+        result["ours"] = angle_error(beam.talker_azimuth_deg, azimuth, linear)   # same for all
+        result["sisdr_mic"] = si_sdr(mic_talker, mix[0, : len(out)])
+        result[f"gain {method}"] = si_sdr(target_out, out) - result["sisdr_mic"]
+        result[f"level {method}"] = 10 * np.log10(np.sum(target_out ** 2) / np.sum(mic_talker ** 2))
+        result[f"pesq {method}"] = pesq(RATE, mic_talker, target_out, "wb")
+    return result
 
 
 def main(argv=None) -> int:
@@ -166,18 +183,22 @@ def main(argv=None) -> int:
     ap.add_argument("--snr", type=float, default=10.0, help="diffuse-noise SNR at the array, dB")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--loading", type=float, default=None,
-                    help="superdirective beam with this diagonal loading (default: delay-and-sum)")
+                    help="diagonal loading of the MVDR beam (default: the beamformer's, 0.01)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    print(f"| array | T60 s | DOA err med ° ours | SRP-PHAT (pra) | MUSIC (pra) | SI-SDR mic dB | "
-          f"SI-SDR beam dB | gain dB |\n|---|---|---|---|---|---|---|---|")
+    print("SI-SDR gain over mic 1 / talker level vs mic 1 / talker PESQ-WB, per method: "
+          "delay-and-sum, superdirective, MVDR (medians)")
+    print("| array | T60 s | DOA err med ° ours | SRP-PHAT (pra) | MUSIC (pra) | SI-SDR mic dB | "
+          "gain DS / SD / MVDR dB | talker level DS / SD / MVDR dB | talker PESQ DS / SD / MVDR |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name, geometry, linear in (("circular 4", CIRCULAR, False), ("linear 4", LINEAR, True)):
         for t60 in (0.2, 0.4, 0.6, 0.8):
             rows = [trial(geometry, linear, t60, args.snr, rng, args.loading) for _ in range(args.trials)]
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-            gain = statistics.median(r["sisdr_beam"] - r["sisdr_mic"] for r in rows)
+            per = {kind: " / ".join(f"{med[f'{kind} {m}']:{fmt}}" for m in METHODS)
+                   for kind, fmt in (("gain", "+.1f"), ("level", "+.1f"), ("pesq", ".2f"))}
             print(f"| {name} | {t60:.1f} | {med['ours']:.1f} | {med['srp']:.1f} | {med['music']:.1f} | "
-                  f"{med['sisdr_mic']:.1f} | {med['sisdr_beam']:.1f} | {gain:+.1f} |", flush=True)
+                  f"{med['sisdr_mic']:.1f} | {per['gain']} | {per['level']} | {per['pesq']} |", flush=True)
     return 0
 
 

@@ -6,9 +6,9 @@ audio worker threads, never from the event loop. ``build_processor()`` chains th
 """
 from media.audio.aec import EchoCanceller
 from media.audio.agc import AutomaticGainControl
-from media.audio.beamformer import DelayAndSumBeamformer
+from media.audio.beamformer import Beamformer
 from media.audio.noise import NoiseSuppressor
 from media.audio.stages import STAGE_NAMES, AudioProcessor, AudioStage, build_processor
 
-__all__ = ["EchoCanceller", "NoiseSuppressor", "AutomaticGainControl", "DelayAndSumBeamformer",
+__all__ = ["EchoCanceller", "NoiseSuppressor", "AutomaticGainControl", "Beamformer",
            "AudioStage", "AudioProcessor", "build_processor", "STAGE_NAMES"]

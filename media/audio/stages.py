@@ -21,7 +21,7 @@ import numpy as np
 
 from media.audio.aec import EchoCanceller
 from media.audio.agc import AutomaticGainControl
-from media.audio.beamformer import DelayAndSumBeamformer
+from media.audio.beamformer import METHODS as BEAM_METHODS, Beamformer
 from media.audio.errors import AudioConfigError, AudioInputError
 from media.audio.noise import NoiseSuppressor
 
@@ -107,8 +107,9 @@ class BeamformerStage(AudioStage):
     name = "beam"
 
     def __init__(self, geometry, sample_rate: int, frame_size: int, *,
-                 loading: float | None = None):
-        self.beamformer = DelayAndSumBeamformer(geometry, sample_rate, frame_size, loading=loading)
+                 method: str = "delay-and-sum", loading: float | None = None):
+        self.beamformer = Beamformer(geometry, sample_rate, frame_size, method=method,
+                                     loading=loading)
 
     def capture(self, frame: np.ndarray) -> np.ndarray:
         return self.beamformer.process(frame)
@@ -166,11 +167,11 @@ class AudioProcessor:
 
 def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] = STAGE_NAMES,
                     geometry=(), disabled: Iterable[str] = (),
-                    beam_loading: float | None = None) -> AudioProcessor:
+                    beam_method: str = "delay-and-sum", beam_loading: float | None = None) -> AudioProcessor:
     """Make the stages named in ``stages`` (in that order) and chain them.
 
     ``beam`` needs a geometry with two or more mics and is left out for a single mic;
-    ``beam_loading`` makes it superdirective (see DelayAndSumBeamformer).
+    ``beam_method``/``beam_loading`` choose the beam (see media.audio.beamformer.Beamformer).
     ``aec`` also lowers stationary noise unless an ``ns`` stage is in the list.
     Raises AudioConfigError naming an unknown or repeated stage.
     """
@@ -181,11 +182,15 @@ def build_processor(sample_rate: int, frame_size: int, *, stages: Iterable[str] 
                                    f"{', '.join(STAGE_NAMES)}")
     if len(set(order)) != len(order):
         raise AudioConfigError(f"audio.stages: each stage at most once, got {', '.join(order)}")
+    if beam_method not in BEAM_METHODS:
+        raise AudioConfigError(f"audio.beam_method: unknown beam '{beam_method}'; expected one of "
+                               f"{', '.join(BEAM_METHODS)}")
     made: list[AudioStage] = []
     for name in order:
         if name == "beam":
             if len(geometry) >= 2:
-                made.append(BeamformerStage(geometry, sample_rate, frame_size, loading=beam_loading))
+                made.append(BeamformerStage(geometry, sample_rate, frame_size, method=beam_method,
+                                            loading=beam_loading))
         elif name == "aec":
             # The canceller reduces noise in its own suppressor, jointly with the echo; with
             # an ns stage configured it leaves that job to the stage.
