@@ -353,4 +353,7 @@ class Terminal:
         if self.provisioning is not None:
             status["provisioning"] = self.provisioning.status()
         status["room"] = {"name": self.settings.display_name}
+        # Relay URLs only, never their credentials: health checks their reachability.
+        status["ice_servers"] = [url for server in self.settings.ice_servers
+                                 for url in ([server.urls] if isinstance(server.urls, str) else server.urls)]
         return status

@@ -182,10 +182,74 @@ def clock_sync() -> Finding:
 
 
 async def network(urls: dict[str, str]) -> list[Finding]:
-    """DNS and a TCP connection (with its round-trip time) for every configured service."""
+    """DNS and a TCP connection (with its round-trip time) for every configured service; a
+    STUN binding over UDP for turn: servers (media relays are useless if UDP is blocked)."""
     if not urls:
         return [Finding("network", "services", "skip", "no meeting or provisioning service configured")]
-    return list(await asyncio.gather(*(endpoint(name, url) for name, url in urls.items())))
+    return list(await asyncio.gather(*(
+        stun_endpoint(name, url) if url.startswith(("turn:", "stun:")) else endpoint(name, url)
+        for name, url in urls.items())))
+
+
+STUN_MAGIC = 0x2112A442
+STUN_TRIES = 3
+
+
+def _turn_host_port(url: str) -> tuple[str, int]:
+    """turn:HOST[:PORT][?transport=udp] (RFC 7065) -> (host, port)."""
+    rest = url.split(":", 1)[1].split("?", 1)[0]
+    if rest.startswith("["):
+        host, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = rest.partition(":")
+    return host, int(port) if port.isdigit() else 3478
+
+
+class _StunClient(asyncio.DatagramProtocol):
+    def __init__(self, transaction: bytes) -> None:
+        self.transaction = transaction
+        self.answered: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        # A Binding success (0x0101) or error (0x0111) for our transaction: the server is there.
+        if len(data) >= 20 and data[8:20] == self.transaction and not self.answered.done():
+            self.answered.set_result(int.from_bytes(data[0:2], "big"))
+
+
+async def stun_endpoint(name: str, url: str) -> Finding:
+    """Send a STUN Binding request (RFC 8489) over UDP to a TURN server; TURN servers answer
+    it without credentials, so this measures UDP reachability and round-trip time."""
+    host, port = _turn_host_port(url)
+    loop = asyncio.get_running_loop()
+    transaction = os.urandom(12)
+    request = (0x0001).to_bytes(2, "big") + (0).to_bytes(2, "big") + STUN_MAGIC.to_bytes(4, "big") + transaction
+    try:
+        async with asyncio.timeout(NETWORK_TIMEOUT_S):
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _StunClient(transaction), remote_addr=(host, port))
+    except (OSError, TimeoutError) as exc:
+        return Finding("network", name, "fail", f"cannot reach {host}:{port} over UDP ({exc or 'timed out'})",
+                       "Check the box's DNS and routing to the TURN server.")
+    try:
+        for _ in range(STUN_TRIES):
+            started = time.monotonic()     # the round trip of the try that was answered
+            transport.sendto(request)
+            try:
+                async with asyncio.timeout(NETWORK_TIMEOUT_S / STUN_TRIES):
+                    await asyncio.shield(protocol.answered)
+                break
+            except TimeoutError:
+                continue
+    finally:
+        transport.close()
+    if not protocol.answered.done():
+        return Finding("network", name, "fail", f"no STUN answer from {host}:{port} over UDP",
+                       "Ask IT to allow UDP to the TURN server's port (3478 by default); calls then "
+                       "fall back to TCP/TLS relays, which cost latency.")
+    rtt_ms = (time.monotonic() - started) * 1000
+    return Finding("network", name, "ok", f"{host}:{port} answers STUN over UDP in {rtt_ms:.0f} ms", "",
+                   {"rtt_ms": round(rtt_ms, 1)})
 
 
 async def endpoint(name: str, url: str) -> Finding:
@@ -231,12 +295,37 @@ def software(version: str, running: dict[str, Any] | None) -> list[Finding]:
                                 {"state": state}))
         for kind, why in (running.get("lost_devices") or {}).items():
             findings.append(Finding("peripherals", kind, "fail", why, FIXES.get(kind, "")))
+        findings += configuration(running)
     restarts = systemd_restarts()
     if restarts is not None:
         findings.append(Finding("software", "restarts", "warn" if restarts else "ok",
                                 f"{restarts} restart(s) since the service started",
                                 "Collect `roombox diag bundle` for support." if restarts else "",
                                 {"restarts": restarts}))
+    return findings
+
+
+def configuration(running: dict[str, Any]) -> list[Finding]:
+    """Which configuration runs (local or provisioned, its version) and the last errors."""
+    prov = running.get("provisioning")
+    if prov is None:
+        detail = "local (--meeting / /etc/roombox/roombox.env), no provisioning service"
+        findings = [Finding("software", "configuration", "ok", detail, figures={"config_version": None})]
+    else:
+        version = prov.get("config_version") or 0
+        rollback = prov.get("last_rollback")
+        status = "warn" if rollback or not version else "ok"
+        detail = f"provisioned, version {version}" if version else f"not provisioned yet ({running.get('reason')})"
+        if rollback:
+            detail += f"; version {rollback['version']} was rolled back: {rollback['reason']}"
+        findings = [Finding("software", "configuration", status, detail,
+                            "Check the configuration published for this box (`roombox admin devices`)."
+                            if status == "warn" else "", {"config_version": version})]
+    errors = [e for e in ((prov or {}).get("problem"), (running.get("call_session") or {}).get("last_error")) if e]
+    errors += [n for n in running.get("notices") or [] if "fail" in n or "ended (" in n]
+    findings.append(Finding("software", "last errors", "warn" if errors else "ok",
+                            "; ".join(errors[-3:]) if errors else "none",
+                            "See `journalctl -u roombox` around these times." if errors else ""))
     return findings
 
 

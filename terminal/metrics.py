@@ -18,10 +18,12 @@ from terminal.state import State
 from terminal.web import serve_app
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
-CALL_RATES = {  # status key -> (direction, media)
+# Keys of the call session's statistics (terminal/call_stats.py) -> labels.
+CALL_RATES = {  # status key -> (direction, media); received media is counted per transport
     "tx_video_kbps": ("send", "video"), "tx_audio_kbps": ("send", "audio"),
-    "rx_video_kbps": ("receive", "video"), "rx_audio_kbps": ("receive", "audio"),
+    "rx_kbps": ("receive", "all"),
 }
+CALL_LOSS = {"tx_loss": "send", "rx_loss": "receive"}
 
 
 class TerminalCollector:
@@ -99,8 +101,12 @@ class TerminalCollector:
         if call.get("rtt_ms") is not None:
             yield GaugeMetricFamily("roombox_call_round_trip_seconds", "round-trip time to the service",
                                     value=float(call["rtt_ms"]) / 1000)
-        if call.get("loss") is not None:
-            yield GaugeMetricFamily("roombox_call_packet_loss_ratio", "fraction of packets lost", value=float(call["loss"]))
+        loss = GaugeMetricFamily("roombox_call_packet_loss_ratio", "fraction of packets lost",
+                                 labels=["direction"])
+        for key, direction in CALL_LOSS.items():
+            if call.get(key) is not None:
+                loss.add_metric([direction], float(call[key]))
+        yield loss
         yield GaugeMetricFamily("roombox_call_participants", "remote participants",
                                 value=float(len(call.get("participants") or {})))
         yield CounterMetricFamily("roombox_call_rejoins_total", "automatic rejoins in this call",

@@ -80,12 +80,18 @@ async def collect(args: argparse.Namespace) -> list[Finding]:
 def service_urls(args: argparse.Namespace, running: dict | None) -> dict[str, str]:
     urls = {}
     meetings = list(args.meeting) or [u for u in (os.environ.get("ROOMBOX_MEETING", ""),) if u]
-    if running and running.get("meeting_url"):
-        meetings.append(running["meeting_url"])
+    services = list(args.service) + [u for u in (os.environ.get("ROOMBOX_TURN_URL", ""),) if u]
+    if running:
+        # The redacted URL keeps host and port, all a reachability check needs.
+        meetings += [running[k] for k in ("meeting", "calendar_meeting", "call") if running.get(k)]
+        if (running.get("provisioning") or {}).get("service"):
+            urls["provisioning"] = running["provisioning"]["service"]
+        services += running.get("ice_servers") or []
     for i, url in enumerate(dict.fromkeys(meetings)):
         urls[f"conference{'' if i == 0 else f' {i + 1}'}"] = url
-    for i, url in enumerate(dict.fromkeys(args.service)):
-        urls[f"service{'' if i == 0 else f' {i + 1}'}"] = url
+    for i, url in enumerate(dict.fromkeys(services)):
+        kind = "TURN" if url.startswith("turn:") else "service"
+        urls[f"{kind}{'' if i == 0 else f' {i + 1}'}"] = url
     return urls
 
 

@@ -6,12 +6,17 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+
+import pytest
 
 from hal.profile import load_profile
 from terminal.app import Terminal
-from terminal.health import board, endpoint, speaker_loop
+from terminal.health import board, configuration, endpoint, speaker_loop, stun_endpoint
 from terminal.monitor import DeviceMonitor, presence
 from terminal.state import State
 
@@ -112,3 +117,50 @@ async def test_pulled_camera_degrades_the_terminal_and_plugging_it_back_recovers
         watcher.cancel()
     assert degraded["reason"] == f"camera: {device} is gone (unplugged?)"
     assert degraded["lost_devices"] == {"camera": f"{device} is gone (unplugged?)"}
+
+
+@pytest.fixture
+def turn_server(tmp_path):
+    """A real TURN server (Debian coturn) on a loopback UDP port."""
+    if not shutil.which("turnserver"):
+        pytest.fail("turnserver not installed (Debian package coturn, see deps/apt.txt)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+                             "--no-cli", "--no-tls", "--no-dtls", "--lt-cred-mech", "--user=box:secret",
+                             "--realm=roombox.test", f"--pidfile={tmp_path / 'turn.pid'}",
+                             f"--log-file={tmp_path / 'turn.log'}", "--simple-log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_turn_server_answers_stun_over_udp_and_a_silent_port_fails_with_a_fix(turn_server):
+    deadline = time.monotonic() + 10
+    while True:                     # coturn takes a moment to bind
+        finding = await stun_endpoint("TURN", f"turn:127.0.0.1:{turn_server}?transport=udp")
+        if finding.status == "ok" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert finding.status == "ok", finding.detail
+    assert 0 < finding.figures["rtt_ms"] < 1000
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:   # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        dead = await stun_endpoint("TURN", f"turn:127.0.0.1:{silent.getsockname()[1]}")
+    assert dead.status == "fail" and "no STUN answer" in dead.detail and "UDP" in dead.fix
+
+
+def test_configuration_finding_names_the_version_and_the_last_rollback():
+    running = {"state": "idle", "reason": "ready", "notices": ["call: ended (Janus gone)"],
+               "provisioning": {"config_version": 3, "problem": None,
+                                "last_rollback": {"version": 4, "reason": "conferencing service unreachable"}}}
+    config, errors = configuration(running)
+    assert config.status == "warn" and config.figures["config_version"] == 3
+    assert "version 4 was rolled back: conferencing service unreachable" in config.detail
+    assert errors.status == "warn" and "call: ended (Janus gone)" in errors.detail
+    local, none = configuration({"state": "idle", "notices": []})
+    assert local.status == "ok" and local.detail.startswith("local") and none.detail == "none"

@@ -54,16 +54,21 @@ async def test_metrics_follow_state_mute_and_button_presses():
 
 
 def test_call_figures_are_exported_in_base_units():
+    # The figures exactly as terminal/call_stats.py names them.
+    figures = {"tx_video_kbps": 1500.0, "tx_audio_kbps": 32.0, "rx_kbps": 2100.0, "tx_fps": 30.0,
+               "rx_fps": 29.5, "rtt_ms": 42.0, "tx_loss": 0.02, "rx_loss": 0.05, "loss": 0.05}
     status = {"profile": "sim", "state": "in_call", "call_session": {
-        "tx_video_kbps": 1500.0, "rx_audio_kbps": 32.0, "tx_fps": 30.0, "rtt_ms": 42.0, "loss": 0.02,
-        "participants": {"a": {}, "b": {}}, "rejoins": 1}}
+        **figures, "participants": {"a": {}, "b": {}}, "rejoins": 1}}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TerminalCollector(lambda: status, "1"))
     text = generate_latest(registry).decode()
     assert 'roombox_call_bitrate_bits_per_second{direction="send",media="video"} 1.5e+06' in text
-    assert 'roombox_call_bitrate_bits_per_second{direction="receive",media="audio"} 32000.0' in text
+    assert 'roombox_call_bitrate_bits_per_second{direction="send",media="audio"} 32000.0' in text
+    assert 'roombox_call_bitrate_bits_per_second{direction="receive",media="all"} 2.1e+06' in text
+    assert 'roombox_call_video_frames_per_second{direction="receive"} 29.5' in text
     assert "roombox_call_round_trip_seconds 0.042" in text
-    assert "roombox_call_packet_loss_ratio 0.02" in text
+    assert 'roombox_call_packet_loss_ratio{direction="send"} 0.02' in text
+    assert 'roombox_call_packet_loss_ratio{direction="receive"} 0.05' in text
     assert "roombox_call_participants 2.0" in text and "roombox_call_rejoins_total 1.0" in text
 
 
