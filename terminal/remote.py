@@ -10,6 +10,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from media.audio.jitter import AudioReceiver
 from media.video import VideoReceiver
 from terminal.call_audio import RemoteAudioMixer, pump_remote_audio
 from terminal.screen_sink import FrameSink
@@ -52,8 +53,10 @@ class RemoteParticipant:
         name = f"remote-{track.kind}-{self.participant_id}"
         if track.kind == "audio":
             self.has_audio = True
+            audio = AudioReceiver()        # plays every packet, Opus FEC and concealment
+            audio.attach(next(t for t in self.pc.getTransceivers() if t.receiver.track is track).receiver)
             self._tasks.append(self._group.create_task(
-                pump_remote_audio(self.participant_id, track, self.mixer), name=name))
+                pump_remote_audio(self.participant_id, audio, self.mixer), name=name))
         elif track.kind == "video" and not self._receiver_used:
             transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
             self._receiver.attach(transceiver.receiver)

@@ -23,6 +23,7 @@ from hal.errors import HalError
 from hal.microphone import open_microphone
 from hal.profile import HardwareProfile
 from hal.speaker import open_speaker
+from media.audio.opus_sender import LossResilientOpus, advertise_opus_fec
 from media.video import CodecNotNegotiated, VideoConfig, VideoEncoder, VideoSender, choose_encoder
 from media.video.errors import VideoError
 from terminal.call_audio import MicrophoneFeed, ReferenceFeed, RemoteAudioMixer
@@ -226,6 +227,7 @@ class CallSession:
 
     def new_peer_connection(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
+        advertise_opus_fec(pc)             # useinbandfec=1: Janus then negotiates FEC end to end
         self._pcs.append(pc)
         return pc
 
@@ -233,7 +235,7 @@ class CallSession:
         sender = VideoSender(self.encoder)
         sender.attach(pc)
         track = self.mic_feed.new_track()
-        pc.addTransceiver(track, direction="sendonly")
+        LossResilientOpus().attach(pc.addTransceiver(track, direction="sendonly").sender)
         self._senders.append((sender, track))
 
     def check_local_media(self, pc: RTCPeerConnection) -> None:

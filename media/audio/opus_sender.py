@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 import av
-from aiortc import RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.base import Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
@@ -46,6 +46,23 @@ def with_opus_fec(sdp: str) -> str:
     is never asked for it. Apply to the offer or answer text before it is sent."""
     sections = re.split(r"\r\n(?=m=)", sdp)       # session part, then one per m-line
     return "\r\n".join(_section_with_opus_fec(section) for section in sections)
+
+
+def advertise_opus_fec(pc: RTCPeerConnection) -> None:
+    """Make ``pc``'s ``createOffer()``/``createAnswer()`` carry ``useinbandfec=1`` for Opus
+    (``with_opus_fec``), so every signalling path (VideoRoom, WHIP) sends it. Instance
+    attributes only; aiortc keeps the fmtp when the description is set as local."""
+    create_offer, create_answer = pc.createOffer, pc.createAnswer
+
+    async def offer() -> RTCSessionDescription:
+        description = await create_offer()
+        return RTCSessionDescription(with_opus_fec(description.sdp), description.type)
+
+    async def answer() -> RTCSessionDescription:
+        description = await create_answer()
+        return RTCSessionDescription(with_opus_fec(description.sdp), description.type)
+
+    pc.createOffer, pc.createAnswer = offer, answer
 
 
 def _section_with_opus_fec(section: str) -> str:

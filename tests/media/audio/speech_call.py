@@ -31,7 +31,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.audio.jitter import AudioReceiver
-from media.audio.opus_sender import LossResilientOpus, with_opus_fec
+from media.audio.opus_sender import LossResilientOpus, advertise_opus_fec
 from tests import janus as J
 from tests.loss import clear_udp_loss, leg_port, set_udp_loss
 
@@ -120,14 +120,13 @@ class SpeechTrack(MediaStreamTrack):
         return frame
 
 
-async def _publish(client: J.JanusClient, room: int, pc: RTCPeerConnection, fec_sdp: bool) -> int:
+async def _publish(client: J.JanusClient, room: int, pc: RTCPeerConnection) -> int:
     handle = await client.attach()
     joined = await client.message(handle, {"request": "join", "ptype": "publisher", "room": room,
                                            "display": "speech"})
     await pc.setLocalDescription(await pc.createOffer())
-    sdp = with_opus_fec(pc.localDescription.sdp) if fec_sdp else pc.localDescription.sdp
     reply = await client.message(handle, {"request": "publish"},
-                                 jsep={"type": "offer", "sdp": sdp, "trickle": False})
+                                 jsep={"type": "offer", "sdp": pc.localDescription.sdp, "trickle": False})
     await pc.setRemoteDescription(RTCSessionDescription(reply["jsep"]["sdp"], "answer"))
     await client.webrtc_up(handle)
     return joined["data"]["id"]
@@ -144,9 +143,8 @@ async def _subscribe(client: J.JanusClient, room: int, feed: int, pc: RTCPeerCon
         if transceiver.kind == "audio" and receiver is not None:
             receiver.attach(transceiver.receiver)
     await pc.setLocalDescription(await pc.createAnswer())
-    sdp = with_opus_fec(pc.localDescription.sdp) if receiver is not None else pc.localDescription.sdp
     await client.message(handle, {"request": "start", "room": room},
-                         jsep={"type": "answer", "sdp": sdp, "trickle": False})
+                         jsep={"type": "answer", "sdp": pc.localDescription.sdp, "trickle": False})
     await client.webrtc_up(handle)
     return handle, offer_sdp
 
@@ -191,10 +189,12 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
             await client.message(handle, {"request": "create", "room": room, "publishers": 2,
                                           "audiocodec": "opus", "opus_fec": True})
             transceiver = publisher.addTransceiver(track, direction="sendonly")
-            if fec is not None:
+            if fec is not None:              # ours: wired as terminal/session.py does
                 fec.attach(transceiver.sender)
+                advertise_opus_fec(publisher)
+                advertise_opus_fec(subscriber)
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                feed = await _publish(client, room, publisher, fec_sdp=fec is not None)
+                feed = await _publish(client, room, publisher)
                 _, offer_sdp = await _subscribe(client, room, feed, subscriber, receiver)
             remote = receiver if receiver is not None else subscriber.getTransceivers()[0].receiver.track
             collector = tasks.create_task(_collect(remote, frames, stop))

@@ -15,7 +15,7 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.audio.opus import OpusDecoder, packet_samples
 from media.audio.opus_sender import (BITRATE_BPS, MIN_EXPECTED_LOSS_PCT, FecOpusEncoder,
-                                     LossResilientOpus, with_opus_fec)
+                                     LossResilientOpus, advertise_opus_fec, with_opus_fec)
 from terminal.call_audio import MicrophoneTrack
 from tests.media.audio.speech_call import speech
 
@@ -118,6 +118,22 @@ def test_sdp_gets_useinbandfec_on_every_opus_section_only():
     assert "a=fmtp:96 minptime=10;useinbandfec=1" in out
     assert "a=fmtp:97 packetization-mode=1" in out and out.count("a=fmtp:96 useinbandfec=1") == 1
     assert with_opus_fec(with_opus_fec(sdp)) == with_opus_fec(sdp)
+
+
+async def test_peer_connection_offers_and_answers_opus_fec():
+    offerer, answerer = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
+    try:
+        for pc in (offerer, answerer):
+            advertise_opus_fec(pc)
+        offerer.addTransceiver(MicrophoneTrack(), direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        for pc in (offerer, answerer):
+            assert "useinbandfec=1" in pc.localDescription.sdp
+    finally:
+        await offerer.close()
+        await answerer.close()
 
 
 def test_bitrate_keeps_fec_capable_mode():
