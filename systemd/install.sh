@@ -40,6 +40,9 @@ for unit in roombox.service roombox-provisioning.service; do
 done
 install -m 0644 "$SRC/systemd/sysusers.conf" "$DESTDIR/usr/lib/sysusers.d/roombox.conf"
 install -m 0644 "$SRC/systemd/tmpfiles.conf" "$DESTDIR/usr/lib/tmpfiles.d/roombox.conf"
+# The provisioning command "reboot" goes through logind; this rule allows it for roombox only.
+mkdir -p "$DESTDIR/etc/polkit-1/rules.d"
+install -m 0644 "$SRC/systemd/roombox-reboot.rules" "$DESTDIR/etc/polkit-1/rules.d/50-roombox-reboot.rules"
 
 root_args=()
 [ -n "$DESTDIR" ] && root_args=(--root="$DESTDIR")

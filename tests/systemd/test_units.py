@@ -68,3 +68,5 @@ def test_staged_install_creates_user_groups_dirs_and_env(staged):
     assert "ROOMBOX_PROFILE=pi5-usb" in env.read_text() and stat.S_IMODE(env.stat().st_mode) == 0o640
     unit = (staged / "etc/systemd/system/roombox.service").read_text()
     assert f"ExecStart={staged}/prefix/bin/roombox run --profile ${{ROOMBOX_PROFILE}}" in unit
+    rule = (staged / "etc/polkit-1/rules.d/50-roombox-reboot.rules").read_text()
+    assert 'subject.user == "roombox"' in rule and '"org.freedesktop.login1.reboot"' in rule

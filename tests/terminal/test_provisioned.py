@@ -178,3 +178,30 @@ async def test_signed_commands_reach_leds_technician_page_and_diagnostics(tmp_pa
         assert results["identify"] == ("done", "status LED blinking white for 30 s")
         assert results["technician_access"][0] == "done"
         assert results["collect_diagnostics"][0] == "done" and "bundle written to" in results["collect_diagnostics"][1]
+
+
+async def test_reboot_runs_the_reboot_command_and_a_failure_is_reported(tmp_path, service, conference, monkeypatch):
+    marker = tmp_path / "rebooted"
+    monkeypatch.setenv("ROOMBOX_REBOOT_COMMAND", f"touch {marker}")
+    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
+        "serial": "RB-T6", "room": "Noether", "meeting_url": conference}]})
+    box = Box(tmp_path, service, "RB-T6", monkeypatch)
+    async with box:
+        await box.until(lambda s: s["state"] == "idle", "idle")
+        resp = await service.admin("POST", "/v1/admin/devices/RB-T6/commands", {"kind": "reboot", "ttl_s": 300})
+        command_id = resp.json()["id"]
+        deadline = time.monotonic() + WAIT_S
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the reboot command never ran"
+            await asyncio.sleep(0.1)
+        monkeypatch.setenv("ROOMBOX_REBOOT_COMMAND", "false")
+        resp = await service.admin("POST", "/v1/admin/devices/RB-T6/commands", {"kind": "reboot", "ttl_s": 300})
+        failing_id = resp.json()["id"]
+        while True:
+            listed = {c["id"]: c for c in (await service.admin("GET", "/v1/admin/devices/RB-T6/commands")).json()["commands"]}
+            if listed[failing_id]["status"] != "pending":
+                break
+            assert time.monotonic() < deadline + WAIT_S, "no result for the failing reboot"
+            await asyncio.sleep(0.2)
+        assert listed[command_id]["status"] == "done" and "reboot requested" in listed[command_id]["result"]
+        assert listed[failing_id]["status"] == "failed" and "false exited 1" in listed[failing_id]["result"]
