@@ -53,7 +53,8 @@ from tests import janus as J  # noqa: E402
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 30
 ROOM = 1000
-SUBSCRIBER_TIMEOUT_S = 120
+SUBSCRIBER_TIMEOUT_S = 120   # beyond the measuring time
+FREEZE_MS = 200              # a gap between decoded frames a viewer sees as a freeze
 ROUNDS = 3
 CONFIG = VideoConfig(encoder="libx264", bitrate_bps=2_500_000, max_bitrate_bps=4_000_000,
                      keyframe_interval_s=10, adapt=False)
@@ -155,7 +156,7 @@ async def subscriber_main(url: str, room: int, feed: int, seconds: float) -> dic
     import aioice.ice
     aioice.ice.get_host_addresses = J.only_loopback_addresses
     client = J.JanusClient(url)
-    ages, counters = [], []
+    ages, counters, arrivals = [], [], []
     async with client.session():
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
@@ -168,6 +169,7 @@ async def subscriber_main(url: str, room: int, feed: int, seconds: float) -> dic
                 started = time.monotonic()
                 frame = first
                 while time.monotonic() - started < seconds:
+                    arrivals.append(time.monotonic())
                     stamp = stamps.read_frame(frame)
                     if stamp is not None:
                         ages.append(stamp.age_ms())
@@ -178,8 +180,14 @@ async def subscriber_main(url: str, room: int, feed: int, seconds: float) -> dic
                 status = receiver.status()
         finally:
             await pc.close()
+    gaps_ms = [1000 * (b - a) for a, b in zip(arrivals, arrivals[1:])]
+    per_second = [0] * (int(elapsed) or 1)
+    for t in arrivals:
+        if int(t - started) < len(per_second):
+            per_second[int(t - started)] += 1
     return {"first_picture_s": first_picture_s, "ages_ms": ages, "frames": len(counters),
-            "fps": len(counters) / elapsed,
+            "fps": len(counters) / elapsed, "max_gap_ms": max(gaps_ms, default=0.0),
+            "freezes": sum(g > FREEZE_MS for g in gaps_ms), "min_fps_1s": min(per_second),
             "lost": (counters[-1] - counters[0] + 1 - len(counters)) if counters else None,
             "unreadable": status["released"] - len(counters), "receiver": status}
 
@@ -187,7 +195,7 @@ async def subscriber_main(url: str, room: int, feed: int, seconds: float) -> dic
 def run_subscriber(server: J.JanusServer, feed: int, seconds: float) -> dict:
     out = subprocess.run(["ip", "netns", "exec", server.netns, sys.executable, __file__,
                           "--subscriber", server.url, str(ROOM), str(feed), str(seconds)],
-                         capture_output=True, text=True, timeout=SUBSCRIBER_TIMEOUT_S)
+                         capture_output=True, text=True, timeout=seconds + SUBSCRIBER_TIMEOUT_S)
     if out.returncode != 0:
         raise RuntimeError(f"subscriber failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -224,6 +232,7 @@ async def through_janus(server: J.JanusServer, width: int, height: int, seconds:
                 browser["publisher_cpu"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
             stats = {"steady": steady, "publisher_cpu": cpu, "encoded_fps": encoded_fps,
                      "late_first_picture_s": late, "chromium": browser, "encoder": encoder.status(),
+                     "camera_dropped": camera.status()["dropped"],
                      "sender": sender.status()}
         finally:
             run.cancel()
@@ -315,7 +324,7 @@ def run_chromium(server: J.JanusServer, feed: int, seconds: float, playout_delay
     out = subprocess.run(["ip", "netns", "exec", server.netns, sys.executable, __file__,
                           "--chromium", server.url, str(ROOM), str(feed), str(seconds),
                           str(playout_delay_ms)],
-                         capture_output=True, text=True, timeout=SUBSCRIBER_TIMEOUT_S)
+                         capture_output=True, text=True, timeout=seconds + SUBSCRIBER_TIMEOUT_S)
     if out.returncode != 0:
         raise RuntimeError(f"chromium subscriber failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -399,6 +408,13 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['size']:<9}{pct(ages, 50):>6.1f}{pct(ages, 95):>7.1f}{pct(ages, 99):>7.1f}"
               f"{s['fps']:>6.1f}{s['lost']:>6}{cpu:>8.1f}%"
               f"{cpu - r['sim_camera_ms'] * FPS / 10:>12.1f}%")
+    print(f"\nsteadiness over the (b) run: longest gap between decoded frames, gaps > {FREEZE_MS} ms,"
+          " fewest frames in any whole second, frames the publisher skipped")
+    for r in janus_rows:
+        s, e = r["janus"]["steady"], r["janus"]["encoder"]
+        print(f"{r['size']:<9}max gap {s['max_gap_ms']:.0f} ms  freezes {s['freezes']}  "
+              f"min fps {s['min_fps_1s']}  encoder skipped {e['frames_skipped']} of {e['frames_in']}"
+              f"  camera dropped {r['janus']['camera_dropped']}")
     browser_rows = [r for r in janus_rows if r["janus"]["chromium"]]
     if browser_rows:
         print("\n(b') publisher → Janus → headless Chromium, stamp → presented (ms)")
