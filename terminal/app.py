@@ -115,6 +115,7 @@ class Terminal:
         self.provisioning = None                 # terminal.provisioned.ProvisioningLink, if enabled
         self.technician = TechnicianAccess()     # codes that open the technician status page
         self._identify_until = 0.0
+        self._press_test_until = 0.0
         self._group: asyncio.TaskGroup | None = None
         self.buttons: Buttons | None = None
         self.leds: Leds | None = None
@@ -144,6 +145,12 @@ class Terminal:
         self._identify_until = time.monotonic() + seconds
         self._show_leds(self.machine)
         asyncio.get_running_loop().call_later(seconds + 0.05, self._show_leds, self.machine)
+
+    def start_press_test(self, seconds: float) -> None:
+        """For ``seconds`` the buttons are counted (status) but do nothing: a technician can
+        press each one (``roombox health --press-test``) without joining or muting the room."""
+        self._press_test_until = time.monotonic() + seconds
+        log.info("terminal: button press test for %.0f s; presses are counted, not acted on", seconds)
 
     def post(self, event: Event) -> None:
         self._events.put_nowait(event)
@@ -305,6 +312,9 @@ class Terminal:
 
     async def _watch_buttons(self) -> None:
         async for event in self.buttons.events():
+            if time.monotonic() < self._press_test_until:
+                log.info("terminal: press test: %s %s", event.button, event.action)
+                continue
             if event.action == "pressed" and event.button in ("join", "mute"):
                 self.post(Event(f"{event.button}_pressed"))
             elif event.action == "held" and event.button == "mute" and self.screen is not None:

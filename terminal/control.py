@@ -7,6 +7,7 @@ JSON lines. Each request line is an object with a ``command``; each gets one rep
     {"command": "provision", "url": "https://…", "ca_sha256": "…"}
                                                 → {"ok": true, "service": "https://…"}
     {"command": "technician-code"}              → {"ok": true, "code": "ABCDE-FGHJK", "expires_at": …}
+    {"command": "press-test", "seconds": 20}     → {"ok": true, "presses": {"join": 3, ...}}
 
 Bad requests get ``{"ok": false, "error": "..."}`` naming what was wrong; the connection
 stays usable. ``request()`` is the client other commands call.
@@ -36,7 +37,8 @@ REQUEST_TIMEOUT_S = 5.0
 IDLE_CLIENT_TIMEOUT_S = 60.0
 COMMANDS = {"status": None, "join": "join_requested", "leave": "leave_requested",
             "mute": "mute_requested", "unmute": "unmute_requested",
-            "provision": None, "technician-code": None}
+            "provision": None, "technician-code": None, "press-test": None}
+MAX_PRESS_TEST_S = 120
 TECHNICIAN_CODE_VALID_S = 900
 
 
@@ -132,6 +134,8 @@ class ControlServer:
             return {"ok": True, "status": self.terminal.status()}
         if command == "provision":
             return self._provision(message)
+        if command == "press-test":
+            return self._press_test(message)
         if command == "technician-code":
             # Whoever can reach this socket is on the box's shell as roombox or root.
             code, expires_at = self.terminal.technician.issue_local(TECHNICIAN_CODE_VALID_S)
@@ -162,6 +166,16 @@ class ControlServer:
             return self._reject(f"provision: {exc}")
         return {"ok": True, "service": location.url,
                 "note": "used when no seed file or DNS-SD record names a service"}
+
+    def _press_test(self, message: dict) -> dict:
+        seconds = message.get("seconds", 20)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= MAX_PRESS_TEST_S:
+            return self._reject(f"press-test: seconds must be a number from 1 to {MAX_PRESS_TEST_S}, got {seconds!r}")
+        buttons = self.terminal.buttons
+        if buttons is None:
+            return self._reject("press-test: the terminal has no buttons open")
+        self.terminal.start_press_test(float(seconds))
+        return {"ok": True, "presses": dict(buttons.presses)}
 
     def _reject(self, why: str) -> dict:
         self.rejected += 1

@@ -14,16 +14,17 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from hal.buttons import Buttons
 from hal.errors import HalError
 from hal.microphone import open_microphone
 from hal.profile import HardwareProfile
 from hal.speaker import open_speaker
-from terminal.selftest import run_selftest, summarise
+from terminal.selftest import press_each_mock_button, run_selftest, summarise
 
 CHIRP_S = 0.3
 CHIRP_DBFS = -20.0
@@ -128,6 +129,72 @@ async def speaker_loop(profile: HardwareProfile) -> Finding:
                        "Check the speaker is connected, powered and not muted, and that it faces the room.", figures)
     return Finding("peripherals", name, "ok",
                    f"chirp heard after {delay_ms:.0f} ms at {level_db:.0f} dB relative to what was played", "", figures)
+
+
+PRESS_POLL_S = 0.2
+PRESS_FIX = ("Check that button's wiring to its GPIO pin and the pin number in the profile "
+             "(`roombox hw list` shows them); a button that never reads pressed may need the "
+             "other pull direction (pull_up).")
+
+
+def _press_finding(expected: list[str], seen: set[str], seconds: float) -> Finding:
+    missing = [n for n in expected if n not in seen]
+    figures = {"press_test": {n: n in seen for n in expected}}
+    if missing:
+        return Finding("peripherals", "button press test", "fail",
+                       f"no press from {', '.join(missing)} within {seconds:.0f} s", PRESS_FIX, figures)
+    return Finding("peripherals", "button press test", "ok", f"every button answered: {', '.join(expected)}",
+                   "", figures)
+
+
+async def press_test_running(control_path: str | None, seconds: float, say: Callable[[str], None]) -> Finding:
+    """Ask the running terminal to count presses without acting on them, and watch its
+    counters while a person presses each button."""
+    from terminal.control import request
+    reply = await request({"command": "press-test", "seconds": seconds}, control_path)
+    if not reply.get("ok"):
+        return Finding("peripherals", "button press test", "fail", reply.get("error", "refused"), PRESS_FIX)
+    baseline: dict[str, int] = reply["presses"]
+    names, seen = list(baseline), set()
+    say(f"Press each button once now: {', '.join(names)} (within {seconds:.0f} s)")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(seen) < len(names):
+        status = (await request({"command": "status"}, control_path)).get("status") or {}
+        counts = ((status.get("devices") or {}).get("buttons") or {}).get("buttons") or {}
+        for name in names:
+            if name not in seen and counts.get(name, {}).get("presses", 0) > baseline[name]:
+                seen.add(name)
+                say(f"  {name}: pressed")
+        await asyncio.sleep(PRESS_POLL_S)
+    return _press_finding(names, seen, seconds)
+
+
+async def press_test_local(profile: HardwareProfile, seconds: float, say: Callable[[str], None]) -> Finding:
+    """No terminal running: open the buttons here. Mock pins are pressed by the test itself."""
+    try:
+        buttons = await asyncio.to_thread(Buttons, profile.buttons)
+    except HalError as exc:
+        return Finding("peripherals", "button press test", "fail", str(exc), FIXES["buttons"])
+    try:
+        names = list(buttons.names)
+        if profile.buttons.pin_factory == "mock":
+            result = await press_each_mock_button(buttons)
+            return _press_finding(names, {n for n, ok in result.items() if ok}, seconds)
+        say(f"Press each button once now: {', '.join(names)} (within {seconds:.0f} s)")
+        seen: set[str] = set()
+        try:
+            async with asyncio.timeout(seconds):
+                async for event in buttons.events():
+                    if event.action == "pressed" and event.button not in seen:
+                        seen.add(event.button)
+                        say(f"  {event.button}: pressed")
+                        if len(seen) == len(names):
+                            break
+        except TimeoutError:
+            pass
+        return _press_finding(names, seen, seconds)
+    finally:
+        await asyncio.to_thread(buttons.close)
 
 
 def board(info: dict[str, Any]) -> list[Finding]:

@@ -166,7 +166,7 @@ async def check_buttons(profile: HardwareProfile, result: Check) -> None:
                              "stuck, or wired to the wrong pin / pull direction")
             return
         if profile.buttons.pin_factory == "mock":
-            seen = await _press_each(buttons)
+            seen = await press_each_mock_button(buttons)
             result.figures["press_test"] = seen
             missing = [n for n, ok in seen.items() if not ok]
             if missing:
@@ -177,7 +177,7 @@ async def check_buttons(profile: HardwareProfile, result: Check) -> None:
         await asyncio.to_thread(buttons.close)
 
 
-async def _press_each(buttons: Buttons) -> dict[str, bool]:
+async def press_each_mock_button(buttons: Buttons) -> dict[str, bool]:
     """Drive each mock pin to its pressed level and back; report which presses arrived."""
     pressed: set[str] = set()
     all_seen = asyncio.Event()

@@ -15,7 +15,8 @@ from hal.profile import load_profile
 from terminal.cli import roombox_version
 from terminal.control import default_path, request
 from terminal.errors import ControlError
-from terminal.health import Finding, board, network, overall, peripherals, software
+from terminal.health import (Finding, board, network, overall, peripherals, press_test_local,
+                             press_test_running, software)
 
 STATUS_TIMEOUT_S = 3.0
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -30,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--service", action="append", default=[], metavar="URL",
                         help="another service to check: provisioning, STUN/TURN (repeatable)")
     parser.add_argument("--control-socket", default=None, help=f"the terminal's socket (default {default_path()})")
+    parser.add_argument("--press-test", nargs="?", type=float, const=20.0, default=None, metavar="S",
+                        help="ask for each button to be pressed within S seconds (default 20); a running "
+                             "terminal counts the presses without joining or muting")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=main)
 
@@ -71,6 +75,12 @@ async def collect(args: argparse.Namespace) -> list[Finding]:
         findings.append(Finding("peripherals", "devices", "skip",
                                 "in use by the running terminal; its device monitor's findings follow"))
         info = running.get("board") or {}
+    if args.press_test is not None:
+        say = lambda text: print(text, file=sys.stderr, flush=True)   # noqa: E731 - stdout may be JSON
+        if running is None:
+            findings.append(await press_test_local(load_profile(args.profile or "sim"), args.press_test, say))
+        else:
+            findings.append(await press_test_running(args.control_socket, args.press_test, say))
     findings += board(info)
     findings += await network(service_urls(args, running))
     findings += software(roombox_version(), running)

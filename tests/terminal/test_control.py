@@ -55,7 +55,7 @@ async def test_bad_requests_get_errors_naming_the_problem_and_the_connection_sur
         assert [a["ok"] for a in answers] == [False, False, False, False, True]
         assert "request is not JSON" in answers[0]["error"]
         assert "must be a JSON object, got list" in answers[1]["error"]
-        assert "command must be one of status, join, leave, mute, unmute, provision, technician-code, got 'reboot'" in answers[2]["error"]
+        assert "command must be one of status, join, leave, mute, unmute, provision, technician-code, press-test, got 'reboot'" in answers[2]["error"]
         assert "url must be a meeting URL string, got 42" in answers[3]["error"]
         assert terminal.machine.state == "idle"
 

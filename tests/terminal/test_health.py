@@ -164,3 +164,46 @@ def test_configuration_finding_names_the_version_and_the_last_rollback():
     assert errors.status == "warn" and "call: ended (Janus gone)" in errors.detail
     local, none = configuration({"state": "idle", "notices": []})
     assert local.status == "ok" and local.detail.startswith("local") and none.detail == "none"
+
+
+async def test_press_test_counts_presses_on_the_running_terminal_without_joining_or_muting(tmp_path):
+    from terminal.app import MeetingSettings
+    from terminal.health import press_test_running
+    from tests.terminal.conftest import running_terminal
+    path = str(tmp_path / "control.sock")
+    said: list[str] = []
+    async with running_terminal(MeetingSettings(control_path=path,
+                                                meeting_url="janus+http://127.0.0.1:9/janus?room=1")) as terminal:
+        while terminal.control is None or not terminal.control.ready.is_set():
+            await asyncio.sleep(0.01)
+
+        async def technician(names):
+            while not said:                         # the prompt came: press
+                await asyncio.sleep(0.01)
+            for name in names:
+                pin = terminal.buttons.device(name).pin
+                pin.drive_low()
+                pin.drive_high()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(technician(terminal.buttons.names))
+            finding = await press_test_running(path, 5, said.append)
+        assert finding.status == "ok", finding
+        assert set(finding.figures["press_test"]) == {"join", "mute", "volume_up", "volume_down"}
+        assert "Press each button once now: join, mute, volume_up, volume_down" in said[0]
+        assert terminal.machine.state == State.IDLE and not terminal.machine.is_muted, \
+            "presses during the test neither join nor mute"
+
+        said.clear()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(technician(["join", "volume_up", "volume_down"]))
+            finding = await press_test_running(path, 1.5, said.append)
+        assert finding.status == "fail" and finding.detail == "no press from mute within 2 s"
+        assert "wiring" in finding.fix
+
+
+def test_press_test_without_a_terminal_presses_mock_buttons(tmp_path):
+    result = roombox("health", "--profile", "sim", "--json", "--press-test", "5",
+                     env={"ROOMBOX_CONTROL_SOCKET": str(tmp_path / "none.sock")})
+    findings = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+    assert findings["button press test"]["status"] == "ok", findings["button press test"]
