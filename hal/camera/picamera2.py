@@ -71,6 +71,7 @@ class Picamera2Camera(Camera):
         self._encoder_lock = threading.Lock()   # start/stop/restart vs each other
         self.encoder_restarts = 0
         self.live_bitrate_changes = 0
+        self._live_bitrate: bool | None = None   # whether the driver takes VIDEO_BITRATE live
 
     def _capture(self) -> av.VideoFrame:
         try:
@@ -158,10 +159,12 @@ class Picamera2Camera(Camera):
             encoder = self._encoder
             if encoder is None:
                 raise UnsupportedControl("picamera2: no encoder running (packets() is not being read)")
-            if _set_v4l2_bitrate(encoder, bitrate_bps):
+            if self._live_bitrate is not False and _set_v4l2_bitrate(encoder, bitrate_bps):
+                self._live_bitrate = True
                 encoder.bitrate = bitrate_bps
                 self.live_bitrate_changes += 1
                 return True
+            self._live_bitrate = False       # refused once: the driver will not change its mind
             if not restart:
                 return False
             output = self._output

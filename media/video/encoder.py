@@ -190,6 +190,7 @@ class VideoEncoder:
         keyframe requests and the target bitrate go to the camera's encoder where hal can
         steer it (a UVC camera's own GOP then bounds a viewer's wait)."""
         self._applied_bitrate_bps = self.config.bitrate_bps   # what the probe started it with
+        self._camera_bitrate_tried: int | None = None
         first = self.choice.first_packet
         if first is not None:
             self.choice.first_packet = None
@@ -202,8 +203,10 @@ class VideoEncoder:
                 self.frames_encoded += 1
                 self._fan_out([packet])
                 self._forward_keyframe_request()      # one deferred by the minimum gap
-                if self.target_bitrate_bps != self._applied_bitrate_bps:
-                    await self._forward_bitrate(self.target_bitrate_bps)
+                target = self.target_bitrate_bps
+                if target not in (self._applied_bitrate_bps, self._camera_bitrate_tried):
+                    self._camera_bitrate_tried = target   # a refused rate is not retried per frame
+                    await self._forward_bitrate(target)
         finally:
             await packets.aclose()   # stops the camera's encoder
 

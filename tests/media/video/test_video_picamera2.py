@@ -43,8 +43,14 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
             async with asyncio.timeout(WAIT_S):
                 await recorder.enough.wait()
             forced = [k for _, k in recorder.packets[requested_at:requested_at + 4]]
-            # REMB: a big drop, which this (stand-in) driver cannot take live, so the
-            # encoder restarts at the new rate.
+            # REMB, a small step: this (stand-in) driver refuses live changes, and 10 % is
+            # not worth a restart, so the rate stays and the encoder runs on.
+            encoder.set_target_bitrate(900_000)
+            recorder.count, recorder.enough = len(recorder.packets) + 5, asyncio.Event()
+            async with asyncio.timeout(WAIT_S):
+                await recorder.enough.wait()
+            small = (encoder.status()["applied_bitrate_bps"], fake_picamera2.encoders[0].starts)
+            # A big drop restarts the encoder at the new rate.
             encoder.set_target_bitrate(300_000)
             await until(lambda: encoder.status()["applied_bitrate_bps"] == 300_000, WAIT_S,
                         "the camera's encoder to take the new bitrate")
@@ -55,6 +61,7 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
     finally:
         camera.close()
     hw = fake_picamera2.encoders[0]
+    assert small == (1_000_000, 1)
     assert True in forced[:3], f"IDR within 3 frames of the request, got {forced}"
     assert final["forced_keyframes"] >= 2 and final["last_keyframe_reason"] == "PLI"
     assert final["camera_controls"] == {"keyframe": True, "bitrate": True}
