@@ -120,6 +120,7 @@ class Terminal:
         self.buttons: Buttons | None = None
         self.leds: Leds | None = None
         self.board_info: dict[str, Any] = {}
+        self.network: dict[str, Any] = {}        # terminal.network.network_status()
         self.started_at = time.monotonic()
         self.reached_idle = asyncio.Event()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -323,9 +324,12 @@ class Terminal:
                 log.info("terminal: technician view %s", "opened" if shown else "closed")
 
     async def _refresh_board(self) -> None:
-        while self._board is not None:
+        from terminal.network import network_status
+        while True:
+            self.network = await asyncio.to_thread(network_status)
             await asyncio.sleep(BOARD_REFRESH_S)
-            self.board_info = await asyncio.to_thread(self._board.info)
+            if self._board is not None:
+                self.board_info = await asyncio.to_thread(self._board.info)
 
     def _on_change(self, machine: StateMachine) -> None:
         if machine.state == State.IDLE:
@@ -363,6 +367,7 @@ class Terminal:
         if self.provisioning is not None:
             status["provisioning"] = self.provisioning.status()
         status["room"] = {"name": self.settings.display_name}
+        status["network"] = self.network
         # Relay URLs only, never their credentials: health checks their reachability.
         status["ice_servers"] = [url for server in self.settings.ice_servers
                                  for url in ([server.urls] if isinstance(server.urls, str) else server.urls)]

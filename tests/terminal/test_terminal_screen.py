@@ -42,8 +42,10 @@ async def test_screen_follows_the_terminal_from_unprovisioned_to_idle_and_mute(t
         async with asyncio.TaskGroup() as group:
             task = group.create_task(terminal.run(stop))
             try:
-                model = await until_model(screen, lambda m: m.screen == "unprovisioned", "unprovisioned")
+                model = await until_model(screen, lambda m: m.screen == "unprovisioned" and m.is_online is not None,
+                                          "unprovisioned, with the network state")
                 assert model.serial == terminal.board_info["serial"]
+                assert model.is_online == terminal.network["online"], "the network state the box reads"
 
                 # Provisioning applies a configuration: the screen turns to the idle page.
                 terminal.apply_settings(MeetingSettings(meeting_url="janus+http://127.0.0.1:1/janus?room=1",
