@@ -316,4 +316,6 @@ class VideoEncoder:
         if self.choice.packets is not None:
             status["camera_controls"] = dict(self._camera_controls)
             status["applied_bitrate_bps"] = self._applied_bitrate_bps
+            if "encoder" in (camera := self.camera.status()):   # picamera2: restarts, drops
+                status["camera_encoder"] = camera["encoder"]
         return status

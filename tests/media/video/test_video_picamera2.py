@@ -65,6 +65,7 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
     assert True in forced[:3], f"IDR within 3 frames of the request, got {forced}"
     assert final["forced_keyframes"] >= 2 and final["last_keyframe_reason"] == "PLI"
     assert final["camera_controls"] == {"keyframe": True, "bitrate": True}
+    assert (final["camera_encoder"]["restarts"], final["camera_encoder"]["dropped"]) == (1, 0)
     assert (hw.bitrate, hw.starts, hw.idr_frames >= 3) == (300_000, 2, True)
     # Everything the outputs got, across the request and the restart, decodes in one
     # decoder with the camera's frame counters in order.
