@@ -135,6 +135,8 @@ class CallSession:
             except VideoError as exc:
                 raise CallFailed(str(exc)) from None
             self.encoder = VideoEncoder(camera, self.video_config, choice)
+            if hasattr(self.sink, "update_self_view"):       # the room screen shows the room itself
+                self.encoder.frame_listeners.append(self.sink.update_self_view)
             processor = self._audio_processor(microphone)
             self.mic_feed = MicrophoneFeed(microphone, processor)
             self.mic_feed.is_muted = self.is_muted

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import av
 
@@ -76,6 +76,9 @@ class VideoEncoder:
         self._in_flight = 0
         # statistics
         self.frames_in = 0
+        # Called on the encoder thread with every captured frame (the room screen's
+        # self-view keeps a reference); each must return at once and never block.
+        self.frame_listeners: list[Callable[[av.VideoFrame], None]] = []
         self.frames_encoded = 0
         self.frames_skipped = 0
         self.keyframes = 0
@@ -166,6 +169,8 @@ class VideoEncoder:
                 if frame is None:
                     break
                 self.frames_in += 1
+                for listener in self.frame_listeners:
+                    listener(frame)
                 if not self._due(frame) or self._in_flight >= MAX_IN_FLIGHT:
                     self.frames_skipped += 1
                     continue

@@ -8,6 +8,7 @@ import dataclasses
 import time
 
 from hal.profile import DisplayProfile
+from media.video import VideoConfig
 from terminal.app import MeetingSettings, Terminal
 from terminal.screen import RoomScreen
 from tests.terminal.conftest import box_profile
@@ -68,3 +69,38 @@ async def test_screen_follows_the_terminal_from_unprovisioned_to_idle_and_mute(t
                 stop.set()
                 async with asyncio.timeout(WAIT_S):
                     await asyncio.wait([task])
+
+
+async def test_in_call_screen_shows_the_remote_participant_and_the_self_view(room):
+    from tests.terminal.conftest import meeting_url, press
+    from tests.terminal.meeting_peer import RemotePeer, until
+    janus_url, number = room
+    profile = screen_profile()
+    settings = MeetingSettings(meeting_url=meeting_url(janus_url, number), display_name="Lovelace",
+                               video=VideoConfig(encoder="libx264"))
+    async with RemotePeer(janus_url, number, "alice", tone_hz=440) as alice:
+        async with RoomScreen(profile.display) as screen:
+            terminal = Terminal(profile, settings, sink=screen.sink, screen=screen)
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as group:
+                task = group.create_task(terminal.run(stop))
+                try:
+                    await until(lambda: terminal.machine.state == "idle", WAIT_S, "idle")
+                    await press(terminal, "join")
+                    await until(lambda: terminal.machine.state == "in_call", WAIT_S, "in_call")
+
+                    def tiles() -> dict[str, object]:
+                        return {p.participant_id: p for p in screen.last_placed if p.video_rect is not None}
+                    await until(lambda: str(alice.feed_id) in tiles() and "" in tiles(), WAIT_S,
+                                "alice's video and our self-view on the screen")
+                    assert tiles()[str(alice.feed_id)].name == "alice"
+                    assert screen.last_model.screen == "in_call" and screen.last_model.call_duration_s is not None
+                    await press(terminal, "join")
+                    await until(lambda: terminal.machine.state == "idle", WAIT_S, "idle after leaving")
+                    await until_model(screen, lambda m: m.screen == "idle", "the idle page after the call")
+                    roster, _, has_self_view = screen.sink.roster()
+                    assert not roster and not has_self_view, "the call's tiles and the self-view are gone"
+                finally:
+                    stop.set()
+                    async with asyncio.timeout(WAIT_S):
+                        await asyncio.wait([task])
