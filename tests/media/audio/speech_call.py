@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.audio.jitter import AudioReceiver
 from media.audio.opus_sender import LossResilientOpus, advertise_opus_fec
 from tests import janus as J
-from tests.loss import clear_udp_loss, leg_port, set_udp_loss
+from tests.loss import clear_udp_loss, dropped_packets, leg_port, set_udp_loss
 
 RATE = 48000
 FRAME = 960
@@ -183,6 +183,7 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
     receiver = AudioReceiver() if stack == "ours" else None
     frames: list[tuple[int, np.ndarray, float]] = []
     stop = asyncio.Event()
+    dropped = 0
     try:
         async with client.session(), asyncio.TaskGroup() as tasks:
             handle = await client.attach()
@@ -208,6 +209,7 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(TAIL_S)
             finally:
+                dropped = dropped_packets(server.netns)
                 clear_udp_loss(server.netns)
                 stop.set()
                 await collector
@@ -215,7 +217,7 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
         await publisher.close()
         await subscriber.close()
     result = measure(signal, track.sent_at, frames, with_pesq)
-    result.update(loss_pct=loss_pct, leg=leg, stack=stack, speech_s=speech_s,
+    result.update(loss_pct=loss_pct, leg=leg, stack=stack, speech_s=speech_s, dropped=dropped,
                   janus_offers_fec="useinbandfec=1" in offer_sdp)
     if receiver is not None:
         result["playout"] = receiver.status()

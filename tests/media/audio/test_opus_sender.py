@@ -14,7 +14,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.audio.opus import OpusDecoder, packet_samples
-from media.audio.opus_sender import (BITRATE_BPS, MIN_EXPECTED_LOSS_PCT, FecOpusEncoder,
+from media.audio.opus_sender import (MIN_EXPECTED_LOSS_PCT, REDUNDANCY, FecOpusEncoder,
                                      LossResilientOpus, advertise_opus_fec, with_opus_fec)
 from terminal.call_audio import MicrophoneTrack
 from tests.media.audio.speech_call import speech
@@ -32,7 +32,7 @@ def frames_of(signal: np.ndarray, rate: int, size: int, layout: str = "mono"):
 
 
 def test_encoder_sends_one_20ms_hybrid_packet_per_frame_with_sample_timestamps():
-    encoder = FecOpusEncoder()
+    encoder = FecOpusEncoder(expected_loss_pct=0)
     out = [encoder.encode(f) for f in frames_of(speech(1.0), 48000, 960)]
     assert [ts for _, ts in out] == [i * 960 for i in range(len(out))]
     assert all(len(payloads) == 1 and packet_samples(payloads[0]) == 960 for payloads, _ in out)
@@ -41,7 +41,7 @@ def test_encoder_sends_one_20ms_hybrid_packet_per_frame_with_sample_timestamps()
 
 
 def test_encoder_takes_stereo_44k1_in_10ms_frames():
-    encoder = FecOpusEncoder()       # (48 kHz speech samples, declared 44.1 kHz: any audio will do)
+    encoder = FecOpusEncoder(expected_loss_pct=0)   # (48 kHz speech declared 44.1 kHz: any audio will do)
     out = [encoder.encode(f) for f in frames_of(speech(1.0)[:44100], 44100, 441, "stereo")]
     sent = [(payloads[0], ts) for payloads, ts in out if payloads]
     assert 45 <= len(sent) <= 50                          # 1 s in 20 ms packets, resampler delay aside
@@ -49,7 +49,8 @@ def test_encoder_takes_stereo_44k1_in_10ms_frames():
 
 
 def test_fec_in_the_next_packet_rebuilds_the_lost_one():
-    encoder = FecOpusEncoder()
+    encoder = FecOpusEncoder(expected_loss_pct=0)
+    encoder.plan(20)                                      # FEC planned, one copy kept for the test
     packets = [encoder.encode(f)[0][0] for f in frames_of(speech(1.0), 48000, 960)]
     reference = np.concatenate([OpusDecoder().decode(p) for p in packets[:31]])[-960:].astype(float)
     decoder = OpusDecoder()
@@ -63,13 +64,16 @@ def test_fec_in_the_next_packet_rebuilds_the_lost_one():
 def test_expected_loss_follows_receiver_reports_above_a_floor():
     sender = LossResilientOpus()
     sender.on_fraction_lost(0)
-    assert sender.encoder.expected_loss_pct == MIN_EXPECTED_LOSS_PCT
+    assert (sender.encoder.expected_loss_pct, sender.encoder.copies) == (MIN_EXPECTED_LOSS_PCT, 2)
     sender.on_fraction_lost(128)                          # 50 %, smoothed with the 0 % before
-    assert sender.encoder.expected_loss_pct == 25
+    assert (sender.encoder.expected_loss_pct, sender.encoder.copies) == (25, 2)
     sender.on_fraction_lost(204)                          # ~80 %
-    assert sender.encoder.expected_loss_pct == 52
-    list(sender.encoder.encode(f) for f in frames_of(speech(0.1), 48000, 960))
-    assert sender.encoder.opus.packet_loss_pct == 52      # applied on the encoding thread
+    assert (sender.encoder.expected_loss_pct, sender.encoder.copies) == (52, 3)
+    out = [sender.encoder.encode(f) for f in frames_of(speech(0.1), 48000, 960)]
+    # Applied on the encoding thread: three identical copies of each packet, at 32 kbit/s.
+    assert all(len(payloads) == 3 and len(set(payloads)) == 1 for payloads, _ in out)
+    assert (sender.encoder.opus.packet_loss_pct, sender.encoder.opus.bitrate_bps) == (52, 32000)
+    assert LossResilientOpus(min_loss_pct=0).encoder.copies == 1
 
 
 async def test_attached_sender_encodes_opus_with_fec_and_reads_reports():
@@ -83,6 +87,7 @@ async def test_attached_sender_encodes_opus_with_fec_and_reads_reports():
         encoded = await transceiver.sender._next_encoded_frame(OPUS)
         assert resilient.is_active and transceiver.sender._RTCRtpSender__encoder is resilient.encoder
         assert encoded.timestamp == 0 and packet_samples(encoded.payloads[0]) == 960
+        assert encoded.payloads == [encoded.payloads[0]] * 2   # two copies below 35 % expected loss
         report = RtcpReceiverInfo(ssrc=transceiver.sender._ssrc, fraction_lost=77, packets_lost=3,
                                   highest_sequence=10, jitter=0, lsr=0, dlsr=0)
         await transceiver.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
@@ -136,5 +141,10 @@ async def test_peer_connection_offers_and_answers_opus_fec():
         await answerer.close()
 
 
-def test_bitrate_keeps_fec_capable_mode():
-    assert 24000 <= BITRATE_BPS <= 64000
+@pytest.mark.parametrize("step", REDUNDANCY)
+def test_every_redundancy_step_stays_fec_capable_within_stock_bitrate(step):
+    encoder = FecOpusEncoder(expected_loss_pct=step.from_loss_pct)
+    out = [encoder.encode(f)[0] for f in frames_of(speech(1.0), 48000, 960)]
+    assert all(len(payloads) == step.copies for payloads in out)
+    assert {payloads[0][0] >> 3 for payloads in out} <= {12, 13, 14, 15}   # hybrid: SILK carries FEC
+    assert step.bitrate_bps * step.copies <= 96000        # what stock aiortc sends for one copy
