@@ -39,6 +39,7 @@ class RemoteParticipant:
         self._tasks: list[asyncio.Task] = []
         self._receiver: VideoReceiver | None = None
         self._receiver_used = False
+        self._audio: AudioReceiver | None = None
         self.frames_shown = 0
         self.first_frame_at: float | None = None
         self.has_audio = False
@@ -53,10 +54,10 @@ class RemoteParticipant:
         name = f"remote-{track.kind}-{self.participant_id}"
         if track.kind == "audio":
             self.has_audio = True
-            audio = AudioReceiver()        # plays every packet, Opus FEC and concealment
-            audio.attach(next(t for t in self.pc.getTransceivers() if t.receiver.track is track).receiver)
+            self._audio = AudioReceiver()  # plays every packet, Opus FEC and concealment
+            self._audio.attach(next(t for t in self.pc.getTransceivers() if t.receiver.track is track).receiver)
             self._tasks.append(self._group.create_task(
-                pump_remote_audio(self.participant_id, audio, self.mixer), name=name))
+                pump_remote_audio(self.participant_id, self._audio, self.mixer), name=name))
         elif track.kind == "video" and not self._receiver_used:
             transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
             self._receiver.attach(transceiver.receiver)
@@ -94,6 +95,8 @@ class RemoteParticipant:
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = {"display": self.display, "frames_shown": self.frames_shown,
                                   "audio_level_dbfs": round(self.mixer.levels.get(self.participant_id, -90.0), 1)}
+        if self._audio is not None:
+            status["audio"] = self._audio.status()
         if self._receiver is not None and self._receiver_used:
             video = self._receiver.status()
             status["video"] = {k: video.get(k) for k in ("decoder", "decoded", "dropped", "decode_errors")}
