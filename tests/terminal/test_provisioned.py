@@ -5,7 +5,9 @@ reach the LEDs, the technician page and the diagnostics bundle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import socket
 import tarfile
 import time
 from pathlib import Path
@@ -82,6 +84,11 @@ class Box:
 async def test_fresh_box_on_path_a_reaches_idle_with_its_rooms_meeting(tmp_path, service, conference, monkeypatch):
     await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
         "serial": "RB-T1", "site": "HQ", "room": "Ada", "meeting_url": conference}]})
+    notify_path = tmp_path / "notify"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(notify_path))
+    systemd.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(notify_path))
     box = Box(tmp_path, service, "RB-T1", monkeypatch)
     started = time.monotonic()
     async with box:
@@ -95,6 +102,14 @@ async def test_fresh_box_on_path_a_reaches_idle_with_its_rooms_meeting(tmp_path,
         assert status["provisioning"]["state"] == "provisioned"
         await box.until(lambda s: s["provisioning"].get("config_version") == 1, "config version 1 committed")
         assert box.terminal.settings.meeting_url == conference
+    messages = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            messages.append(systemd.recv(4096).decode())
+    systemd.close()
+    reloading = [i for i, m in enumerate(messages) if m.startswith("RELOADING=1")]
+    assert reloading and "configuration version 1" in messages[reloading[0]], messages
+    assert any(m.startswith("READY=1") for m in messages[reloading[0] + 1:]), "READY again after the reload"
 
 
 async def test_provisioned_box_boots_straight_to_idle_from_its_committed_config(tmp_path, service, conference, monkeypatch):
