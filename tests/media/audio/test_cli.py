@@ -59,6 +59,19 @@ def test_multichannel_mic_goes_through_the_beam_of_the_profile(tmp_path, room, c
     assert read_wav(tmp_path / "o.wav")[0].shape[1] == 1
 
 
+def test_the_beam_is_chosen_on_the_command_line(tmp_path, capsys):
+    _, mics = array_recording(200.0, snr_db=20, seed=33)
+    write_wav(tmp_path / "array.wav", pcm(mics), RATE)
+    status = roombox_audio(["--mic", str(tmp_path / "array.wav"), "--out", str(tmp_path / "o.wav"),
+                            "--stages", "beam", "--profile", "sim", "--beam", "mvdr"])
+    assert status == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert printed["stages"] == "beam" and printed["beam"] == "mvdr"
+    assert abs((float(printed["doa_azimuth_deg"]) - 200.0 + 180) % 360 - 180) <= 10.0
+    out, _ = read_wav(tmp_path / "o.wav")
+    assert 20 * np.log10(np.std(out) / np.std(pcm(mics)[:, 0])) > -6.0    # the talker is there
+
+
 def test_wrong_rate_is_refused_by_name(tmp_path, capsys):
     write_wav(tmp_path / "mic.wav", np.zeros(4410, np.int16), 44100)
     status = roombox_audio(["--mic", str(tmp_path / "mic.wav"), "--out", str(tmp_path / "o.wav"),
