@@ -55,6 +55,7 @@ class EncoderChoice:
 
     def status(self) -> dict[str, Any]:
         return {"encoder": self.name, "hardware": self.is_hardware, "reason": self.reason,
+                "codec": getattr(self.backend, "codec_name", None) if self.backend else self.name,
                 "probe_ms": round(self.probe_ms, 1),
                 "rejected": {name: why for name, why in self.attempts}}
 
@@ -121,7 +122,7 @@ def _probe_backend(backend: EncoderBackend, camera: Camera, config: VideoConfig)
     frame.pts = 0
     try:
         backend.encode(frame, keyframe=True)
-    except (av.FFmpegError, OSError, ValueError) as exc:
+    except (av.FFmpegError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         backend.close()
         raise EncoderUnavailable(f"video: {backend.name}: test frame failed to encode ({exc})") from None
 

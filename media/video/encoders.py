@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.codec.hwaccel import HWAccel
 from av.video.frame import PictureType
 
 from media.video.config import Rung
@@ -55,6 +56,7 @@ class PyAvEncoder(EncoderBackend):
     """An FFmpeg encoder through PyAV's CodecContext."""
 
     codec_name = "?"
+    pix_fmt = "yuv420p"      # what the encoder is fed; other frames are converted first
 
     def __init__(self) -> None:
         self._ctx: av.VideoCodecContext | None = None
@@ -62,16 +64,22 @@ class PyAvEncoder(EncoderBackend):
     def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
         return {}
 
-    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
-        self.close()
-        where = f"{self.codec_name} at {rung}"
+    def _configure(self, ctx: av.VideoCodecContext) -> None:
+        """Settings beyond the common ones, before the context opens."""
+
+    def _create(self) -> av.VideoCodecContext:
         try:
-            ctx = av.CodecContext.create(self.codec_name, "w")
+            return av.CodecContext.create(self.codec_name, "w")
         except (av.FFmpegError, ValueError) as exc:
             raise EncoderUnavailable(f"video: {self.name}: this FFmpeg has no {self.codec_name} "
                                      f"encoder ({exc})") from None
+
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        self.close()
+        where = f"{self.codec_name} at {rung}"
+        ctx = self._create()
         ctx.width, ctx.height = rung.width, rung.height
-        ctx.pix_fmt = "yuv420p"
+        ctx.pix_fmt = self.pix_fmt
         ctx.time_base = TIME_BASE
         # Without framerate, rate control derives fps from the 1/90000 time base and starves
         # every frame (measured: gray ~25-byte frames from libx264).
@@ -79,6 +87,7 @@ class PyAvEncoder(EncoderBackend):
         ctx.bit_rate = bitrate_bps
         ctx.gop_size = gop_frames
         ctx.options = self._options(bitrate_bps, max_bitrate_bps)
+        self._configure(ctx)
         try:
             ctx.open()
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -86,10 +95,11 @@ class PyAvEncoder(EncoderBackend):
         self._ctx = ctx
 
     def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
-        if frame.format.name != "yuv420p":
-            # A UVC camera's YUYV or MJPEG (4:2:2) frames: convert here rather than let PyAV do
-            # it inside encode(), whose converted frame would lose the picture type set below.
-            converted = frame.reformat(format="yuv420p")
+        if frame.format.name != self.pix_fmt:
+            # A UVC camera's YUYV or MJPEG (4:2:2) frames, NV12 for a GPU: convert here rather
+            # than let PyAV do it inside encode(), whose converted frame would lose the
+            # picture type set below.
+            converted = frame.reformat(format=self.pix_fmt)
             converted.pts, converted.time_base = frame.pts, frame.time_base
             frame = converted
         # FFmpeg encoders (libx264 with forced-idr, v4l2m2m via FORCE_KEY_FRAME) turn an
@@ -149,19 +159,55 @@ class V4l2M2mEncoder(PyAvEncoder):
 
 
 class VaapiEncoder(PyAvEncoder):
-    """Intel/AMD VAAPI. PyAV's wheels ship an FFmpeg without VAAPI, and PyAV cannot attach a
-    hardware frames context to an encoder yet; this backend works only with a PyAV built
-    against a system FFmpeg that accepts software frames for h264_vaapi. Probing says which."""
+    """The Intel/AMD GPU's encoder through libva: FFmpeg's ``h264_vaapi`` (Intel and AMD),
+    else ``h264_qsv`` (Intel Quick Sync; PyAV's wheels include it, but not h264_vaapi, which
+    needs a PyAV built against the system's FFmpeg). Frames are converted to NV12, the
+    surfaces' layout; PyAV uploads them to a GPU surface for h264_vaapi (its hardware
+    encoding), h264_qsv takes them from system memory. Neither changes its rate while open:
+    a big REMB change reopens it. Untested on hardware here (no GPU): probing says why it
+    was rejected, and ``ROOMBOX_HIL=1`` runs the encoder on a box that has one."""
 
     name = "vaapi"
-    codec_name = "h264_vaapi"
     is_hardware = True
+    pix_fmt = "nv12"
+    CODECS = ("h264_vaapi", "h264_qsv")
+    codec_name = CODECS[0]
+
+    def _create(self) -> av.VideoCodecContext:
+        if self.codec_name != "h264_vaapi":
+            return super()._create()
+        if "h264_vaapi" not in av.codecs_available:
+            super()._create()   # raises, naming what this FFmpeg lacks
+        try:
+            return av.CodecContext.create(self.codec_name, "w",
+                                          hwaccel=HWAccel("vaapi", allow_software_fallback=False))
+        except (av.FFmpegError, OSError, ValueError, NotImplementedError, TypeError) as exc:
+            raise EncoderUnavailable(f"video: {self.name}: no VAAPI device for h264_vaapi "
+                                     f"({type(exc).__name__}: {exc})") from None
+
+    def _configure(self, ctx: av.VideoCodecContext) -> None:
+        ctx.max_b_frames = 0     # B-frames wait for a later frame: latency, and baseline has none
+
+    def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
+        # async_depth 1: the encoder hands back each frame before taking the next (its
+        # default queues frames, which is latency a call cannot afford).
+        if self.codec_name == "h264_vaapi":
+            return {"profile": "constrained_baseline", "rc_mode": "VBR", "async_depth": "1"}
+        return {"profile": "baseline", "preset": "veryfast", "forced_idr": "1",
+                "async_depth": "1", "low_delay_brc": "1"}
 
     def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
-        try:
-            super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)
-        except EncoderUnavailable as exc:
-            raise EncoderUnavailable(f"{exc}; {describe_devices('/dev/dri/renderD*', DRM_NAMES)}") from None
+        reasons = []
+        for codec in self.CODECS:
+            self.codec_name = codec
+            try:
+                super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)
+                return
+            except EncoderUnavailable as exc:
+                reasons.append(str(exc).removeprefix(f"video: {self.name}: "))
+        self.codec_name = self.CODECS[0]
+        raise EncoderUnavailable(f"video: {self.name}: {'; '.join(reasons)}; "
+                                 f"{describe_devices('/dev/dri/renderD*', DRM_NAMES)}")
 
 
 # Where a device's driver name can be read, to say which device a probe could have used.

@@ -79,6 +79,11 @@ async def test_hardware_probe_failures_name_the_devices_this_machine_has(camera,
             assert rejected[name].endswith(f"no {pattern} device on this machine"), rejected[name]
         assert rejected[name] in caplog.text       # the log says the same as status
         checked += 1
+    if "vaapi" in rejected:
+        # The GPU slot tries FFmpeg's VAAPI encoder, then Intel's Quick Sync where this
+        # FFmpeg has it (PyAV's wheels do), and says why each failed.
+        tried = [c for c in ("h264_vaapi", "h264_qsv") if c == "h264_vaapi" or c in av.codecs_available]
+        assert all(c in rejected["vaapi"] for c in tried), rejected["vaapi"]
     assert checked or choice.name in ("v4l2m2m", "vaapi")
 
 
