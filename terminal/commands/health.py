@@ -75,7 +75,7 @@ async def collect(args: argparse.Namespace) -> list[Finding]:
         findings.append(Finding("peripherals", "devices", "skip",
                                 "in use by the running terminal; its device monitor's findings follow"))
         info = running.get("board") or {}
-    if args.press_test is not None:
+    if getattr(args, "press_test", None) is not None:     # health only; diag bundle shares collect()
         say = lambda text: print(text, file=sys.stderr, flush=True)   # noqa: E731 - stdout may be JSON
         if running is None:
             findings.append(await press_test_local(load_profile(args.profile or "sim"), args.press_test, say))
