@@ -96,6 +96,7 @@ async def test_fresh_box_on_path_a_reaches_idle_with_its_rooms_meeting(tmp_path,
         elapsed = time.monotonic() - started
         states = [t.after for t in box.terminal.machine.history]
         assert states[0] == State.UNPROVISIONED, "a fresh box first shows it is unprovisioned"
+        print(f"path A: terminal start -> idle with its meeting in {elapsed:.2f} s")
         assert elapsed < 10, f"path A: service reachable -> idle took {elapsed:.1f} s (goal 10 s)"
         assert status["meeting"] == conference
         assert status["room"] == {"name": "Ada"}
