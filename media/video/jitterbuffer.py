@@ -10,10 +10,16 @@ missing (corrupt pictures until the next keyframe). Here:
   whatever order they came in (no frame of added latency);
 - each missing sequence number is NACKed when the gap appears and again every
   ``nack_interval`` (twice the measured retransmission delay, clamped) until the frame
-  blocking on it is ``budget_s`` old;
+  blocking on it reaches its deadline (``_budget()``: four NACK intervals, 100..250 ms);
 - a blocked frame is given up at its deadline, or at once when waiting cannot help (we are
   already dropping until a keyframe, or a complete keyframe is waiting behind the gap);
   after a skip every frame is dropped until a keyframe, and one rate-limited PLI asks for it.
+Through Janus 1.1.2 the budget is short on purpose: Janus retransmits a packet to a viewer
+at most once per 200 ms (MAX_NACK_IGNORE) and keeps it about that long, so once the first
+answer is overdue (a few NACK intervals) waiting mostly adds freeze; it NACKs a publisher at
+~12 ms and ~155 ms, hence the 250 ms ceiling when answers are measured to come late.
+(Janus 1.1.2 also keeps no retransmission buffer for a viewer until its RTT estimate has
+changed once: on a link whose RTT rounds to 0 ms it never retransmits at all.)
 Pure logic on the event loop with an injectable clock; ``VideoReceiver`` drives the timer.
 """
 from __future__ import annotations
@@ -26,8 +32,15 @@ from typing import Any, Callable
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-LATENCY_BUDGET_S = 0.2        # Janus's 2nd NACK to a publisher goes out at ~155 ms
+LATENCY_BUDGET_S = 0.25       # Janus NACKs a publisher again at ~155 ms; its answer comes later
+BUDGET_FLOOR_S = 0.1
+BUDGET_NACK_ROUNDS = 4
 PLI_MIN_GAP_S = 0.3
+# Once a PLI went out, another one only if no keyframe has started arriving this long
+# after it. Every new keyframe makes Janus drop older packets from its retransmission
+# buffer, so asking again while one is being repaired by NACK starves it (measured: at
+# 10 % loss, a PLI every 0.3 s left no keyframe complete for seconds).
+KEYFRAME_RETRY_S = 0.6
 NACK_INTERVAL_MIN_S = 0.02
 NACK_INTERVAL_MAX_S = 0.1
 NACK_INTERVAL_START_S = 0.04
@@ -97,6 +110,7 @@ class MarkerJitterBuffer(JitterBuffer):
         self.keyframes_released = 0
         self.frames_dropped = 0
         self.gaps_given_up = 0
+        self.deadline_skips = 0
         self.late_packets = 0
         self.duplicates = 0
         self.nacks_sent = 0
@@ -173,8 +187,9 @@ class MarkerJitterBuffer(JitterBuffer):
         if self._next_seq is not None:
             self._release(now)
         due, interval = [], self.nack_interval
+        budget = self._budget()
         for seq, since in self._missing.items():
-            if now - since < self.budget_s and now - self._nacked.get(seq, float("-inf")) >= interval:
+            if now - since < budget and now - self._nacked.get(seq, float("-inf")) >= interval:
                 self._nacked[seq] = now
                 due.append(seq)
         self.nacks_sent += bool(due)
@@ -199,9 +214,11 @@ class MarkerJitterBuffer(JitterBuffer):
             if len(self._packets) > MAX_BUFFERED_PACKETS:
                 self._restart_at((self._highest + 1) & 0xFFFF)    # no frame start in sight
                 return
-            if now - self._blocked_since >= self.budget_s or self._waiting_is_useless():
+            expired = now - self._blocked_since >= self._budget()
+            if expired or self._waiting_is_useless():
                 if not self._skip_gap():
                     return
+                self.deadline_skips += expired
                 continue
             return
 
@@ -218,6 +235,15 @@ class MarkerJitterBuffer(JitterBuffer):
             if packet.marker:
                 return packets, seq
             seq = (seq + 1) & 0xFFFF
+
+    def _budget(self) -> float:
+        """How long a blocked frame may wait: a few NACK rounds, never over ``budget_s``.
+        Janus retransmits a packet at most once per 200 ms (MAX_NACK_IGNORE in 1.1.2), so
+        once the first answer is overdue, waiting longer mostly adds freeze."""
+        return min(self.budget_s, max(BUDGET_FLOOR_S, BUDGET_NACK_ROUNDS * self.nack_interval))
+
+    def _keyframe_arriving(self) -> bool:
+        return any(_starts_keyframe(p._data) for p in self._packets.values())
 
     def _waiting_is_useless(self) -> bool:
         """True when the blocked frame cannot be decoded anyway (we drop until a keyframe and
@@ -269,7 +295,8 @@ class MarkerJitterBuffer(JitterBuffer):
         keyframe = _starts_keyframe(data, self._at_frame_start)
         if self.needs_keyframe and not keyframe:
             self.frames_dropped += 1
-            self._pli_wanted = True
+            if not self._keyframe_arriving() and self._clock() - self._last_pli >= KEYFRAME_RETRY_S:
+                self._pli_wanted = True
             return
         self.needs_keyframe = False
         self.frames_released += 1
@@ -286,6 +313,7 @@ class MarkerJitterBuffer(JitterBuffer):
     def status(self) -> dict[str, Any]:
         return {"released": self.frames_released, "keyframes": self.keyframes_released,
                 "dropped": self.frames_dropped, "gaps_given_up": self.gaps_given_up,
+                "deadline_skips": self.deadline_skips,
                 "late_packets": self.late_packets, "duplicates": self.duplicates,
                 "nacks": self.nacks_sent, "recovered": self.recovered,
                 "nack_interval_ms": round(self.nack_interval * 1000, 1)}

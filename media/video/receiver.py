@@ -23,7 +23,9 @@ from media.video.jitterbuffer import (LATENCY_BUDGET_S, MarkerJitterBuffer,  # n
 
 log = logging.getLogger("roombox.media.video")
 
-DECODE_QUEUE_FRAMES = 4
+# Room for the burst a repaired gap releases and for a decoder starved of CPU for a while:
+# overflowing means dropping a frame, which breaks references and costs a keyframe.
+DECODE_QUEUE_FRAMES = 30
 OUTPUT_QUEUE_FRAMES = 2
 THREAD_JOIN_TIMEOUT_S = 2.0
 # How often deadlines and NACK retries are checked when no packet arrives to trigger it.

@@ -6,7 +6,10 @@ VP8 was negotiated. So ``VideoSender``:
 - forces H.264 with codec preferences and checks the negotiated codec (CodecNotNegotiated);
 - wraps the RTCRtpSender's RTCP handler (an instance attribute, no edits to aiortc) so PLI
   and FIR reach our encoder as keyframe requests and REMB sets its target bitrate;
-- feeds the quality ladder, which steps resolution/frame rate down and back up.
+- feeds the quality ladder, which steps resolution/frame rate down and back up;
+- under loss (lossrate.py): lowers the rate from receiver reports and forwarded keyframe
+  requests, and sends each NACKed packet more than once. Keyframes forced by PLI/FIR are
+  rate-limited by the encoder (``video.keyframe_min_gap_s``).
 """
 from __future__ import annotations
 
@@ -18,13 +21,14 @@ from typing import Any
 import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket,
-                        RtcpRrPacket, unpack_remb_fci)
+from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK,
+                        RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, unpack_remb_fci)
 from aiortc.sdp import SessionDescription
 
 from media.video.encoder import VideoEncoder
 from media.video.errors import CodecNotNegotiated
 from media.video.ladder import QualityLadder
+from media.video.lossrate import LossRate
 from media.video.outputs import EncodedOutput
 
 log = logging.getLogger("roombox.media.video")
@@ -111,6 +115,9 @@ class VideoSender:
         self.fir_count = 0
         self.remb_count = 0
         self.fraction_lost = 0.0
+        self.extra_retransmissions = 0
+        config = encoder.config
+        self.loss_rate = LossRate(config.bitrate_bps, config.min_bitrate_bps, config.max_bitrate_bps)
 
     def attach(self, pc: RTCPeerConnection) -> RTCRtpTransceiver:
         """Add the send-only video transceiver (H.264 only) and start feeding it."""
@@ -146,6 +153,12 @@ class VideoSender:
         async def handle(packet) -> None:
             self._on_rtcp(packet, sender._ssrc)
             await handle_original(packet)
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                # aiortc answered each NACKed packet once; under loss, send more copies.
+                for _ in range(self.loss_rate.retransmit_copies() - 1):
+                    for seq in packet.lost:
+                        await sender._retransmit(seq)
+                        self.extra_retransmissions += 1
 
         # The DTLS transport dispatches RTCP through this attribute; wrapping it per instance
         # leaves aiortc's own handling (NACK → retransmit, RR → stats) intact.
@@ -158,6 +171,8 @@ class VideoSender:
             else:
                 self.fir_count += 1
             self.encoder.request_keyframe("PLI" if packet.fmt == RTCP_PSFB_PLI else "FIR")
+            self.loss_rate.on_keyframe_request()
+            self._steer()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -166,23 +181,32 @@ class VideoSender:
             if ssrc in ssrcs:
                 self.remb_count += 1
                 self.remb_bps = bitrate
-                self.encoder.set_target_bitrate(int(bitrate * REMB_SHARE))
-                self._adapt()
+                self._steer()
         elif isinstance(packet, RtcpRrPacket):
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     self.fraction_lost = report.fraction_lost / 256
-            self._adapt()
+                    self.loss_rate.on_report(self.fraction_lost)
+            self._steer()
 
-    def _adapt(self) -> None:
-        if self.ladder is None:
-            return
-        allowed = None if self.remb_bps is None else int(self.remb_bps * REMB_SHARE)
-        self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
+    def allowed_bps(self) -> int:
+        """The send rate we aim for: loss-based, under REMB when the far end sends it."""
+        allowed = self.loss_rate.target_bps
+        if self.remb_bps is not None:
+            allowed = min(allowed, int(self.remb_bps * REMB_SHARE))
+        return allowed
+
+    def _steer(self) -> None:
+        allowed = self.allowed_bps()
+        self.encoder.set_target_bitrate(allowed)
+        if self.ladder is not None:
+            self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
 
     def status(self) -> dict[str, Any]:
         return {"codec": self.codec, "pli": self.pli_count, "fir": self.fir_count,
                 "remb": self.remb_count, "remb_bps": self.remb_bps,
                 "fraction_lost": round(self.fraction_lost, 3),
+                "target_bps": self.allowed_bps(), "rate_reason": self.loss_rate.last_reason,
+                "extra_retransmissions": self.extra_retransmissions,
                 "ladder": self.ladder.last_reason if self.ladder else "off",
                 "track": self.track.status()}

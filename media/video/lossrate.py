@@ -1,0 +1,91 @@
+"""Loss-based send-rate control and retransmission redundancy for the video sender.
+
+Through an SFU the sender sees two loss signals: RTCP receiver reports from the SFU
+(``fraction_lost`` on our own leg) and keyframe requests (PLI/FIR) that the SFU forwards
+from viewers whose leg lost a packet that could not be repaired. Janus 1.1.2 retransmits a
+packet to a viewer at most once per 200 ms, so on a lossy viewer leg every lost packet whose
+one retransmission is lost too costs a keyframe and a freeze: the only lever the sender has
+there is to send fewer packets. So:
+- loss ≥ ``LOSS_HIGH`` on our leg, or ``PLI_TROUBLE`` keyframe requests within
+  ``PLI_WINDOW_S``, cuts the rate by ``DECREASE`` (at most once per ``UPDATE_S``);
+- loss < ``LOSS_LOW`` and no keyframe request for ``CALM_S`` raises it by ``INCREASE``;
+- anything between holds. REMB, when the far end sends it, stays a ceiling on top.
+- ``retransmit_copies()``: Janus NACKs the publisher twice (≈12 ms, ≈155 ms) and then gives
+  up, so a lost retransmission costs a keyframe for every viewer. At measured loss we send
+  each requested retransmission more than once (RTX copies have their own sequence numbers,
+  so SRTP replay protection keeps them; Janus drops the extra copies it does not need).
+Pure logic with an injectable clock.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+LOSS_HIGH = 0.05
+LOSS_LOW = 0.02
+PLI_WINDOW_S = 2.0
+PLI_TROUBLE = 2
+CALM_S = 4.0
+UPDATE_S = 1.0
+DECREASE = 0.8
+INCREASE = 1.08
+# Extra RTX copies by loss on our leg: 0 below 3 %, 1 below 10 %, else 2.
+COPIES_AT = ((0.10, 2), (0.03, 1))
+
+
+class LossRate:
+    """Target bitrate from loss reports and keyframe requests, within [min_bps, max_bps]."""
+
+    def __init__(self, start_bps: int, min_bps: int, max_bps: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not min_bps <= start_bps <= max_bps:
+            raise ValueError(f"loss rate: start_bps {start_bps} must lie within "
+                             f"min_bps {min_bps} .. max_bps {max_bps}")
+        self.rate_bps = float(start_bps)
+        self.min_bps, self.max_bps = min_bps, max_bps
+        self._clock = clock
+        self.fraction_lost = 0.0
+        self._requests: deque[float] = deque()
+        self._last_update = float("-inf")
+        self.last_reason = "start"
+
+    def on_report(self, fraction_lost: float) -> int:
+        """An RTCP receiver report about our stream; returns the target bitrate."""
+        self.fraction_lost = fraction_lost
+        return self._update()
+
+    def on_keyframe_request(self) -> int:
+        """A PLI/FIR reached us (a viewer could not repair its picture)."""
+        self._requests.append(self._clock())
+        return self._update()
+
+    def retransmit_copies(self) -> int:
+        """How many times to send each requested retransmission."""
+        for threshold, extra in COPIES_AT:
+            if self.fraction_lost >= threshold:
+                return 1 + extra
+        return 1
+
+    @property
+    def target_bps(self) -> int:
+        return int(self.rate_bps)
+
+    def _update(self) -> int:
+        now = self._clock()
+        while self._requests and now - self._requests[0] > max(PLI_WINDOW_S, CALM_S):
+            self._requests.popleft()
+        if now - self._last_update < UPDATE_S:
+            return self.target_bps
+        recent = sum(now - t <= PLI_WINDOW_S for t in self._requests)
+        if self.fraction_lost >= LOSS_HIGH or recent >= PLI_TROUBLE:
+            self.rate_bps = max(self.min_bps, self.rate_bps * DECREASE)
+            self.last_reason = (f"loss {self.fraction_lost:.0%}" if self.fraction_lost >= LOSS_HIGH
+                                else f"{recent} keyframe requests in {PLI_WINDOW_S:.0f} s")
+        elif self.fraction_lost < LOSS_LOW and not self._requests:
+            self.rate_bps = min(self.max_bps, self.rate_bps * INCREASE)
+            self.last_reason = "clean"
+        else:
+            self.last_reason = "holding"
+        self._last_update = now
+        return self.target_bps
