@@ -34,6 +34,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from tests import janus as J  # noqa: E402
+from media.audio.opus_sender import MIN_EXPECTED_LOSS_PCT  # noqa: E402
 from tests.media.audio.speech_call import speech_call  # noqa: E402
 
 LEVELS = (0, 1, 2, 5, 10, 20, 30, 50, 80)
@@ -59,17 +60,20 @@ def _stop_janus() -> None:
         _server = None
 
 
-async def measure_speech(loss_pct: float, leg: str, duration_s: float, stack: str = "ours") -> dict:
+async def measure_speech(loss_pct: float, leg: str, duration_s: float, stack: str = "ours",
+                         min_loss_pct: int = MIN_EXPECTED_LOSS_PCT) -> dict:
     """One call with ``loss_pct`` % random UDP loss on ``leg`` ("pub": publisher↔Janus,
     "sub": Janus↔subscriber), ``duration_s`` of speech, ``stack`` "ours" or "stock".
     Returns stoi, pesq_wb (None below half the frames), missing (ratio of sent 20 ms
     frames), latency_ms (median, encoder input to decoded frame), and the playout/sender
-    counters for ours. Starts a loopback Janus on first use (needs root)."""
+    counters for ours. ``min_loss_pct``: our sender's expected-loss floor (35 sends three
+    copies whatever the reports say). Starts a loopback Janus on first use (needs root)."""
     import aioice.ice
     aioice.ice.get_host_addresses = J.only_loopback_addresses
     server = _janus()
     with J.netns_entered(server.netns):
-        return await speech_call(server, loss_pct, leg, duration_s, stack, next(_rooms), with_pesq=True)
+        return await speech_call(server, loss_pct, leg, duration_s, stack, next(_rooms), with_pesq=True,
+                                 min_loss_pct=min_loss_pct)
 
 
 def _fmt(value, spec: str) -> str:
@@ -84,6 +88,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="calls per level and stack (median shown)")
     parser.add_argument("--stacks", default="ours,stock")
     parser.add_argument("--json", type=Path, help="append every call's result here")
+    parser.add_argument("--min-loss", type=int, default=MIN_EXPECTED_LOSS_PCT,
+                        help="our sender's expected-loss floor, %% (35: three copies always)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("loss_audio bench: needs root (network namespace, nftables)")
@@ -92,13 +98,13 @@ def main() -> None:
     stacks = args.stacks.split(",")
     started = time.monotonic()
     print(f"# speech under random UDP loss, leg {args.leg}, {args.seconds:.0f} s of speech per call, "
-          f"{args.runs} run(s), median shown")
+          f"{args.runs} run(s), median shown; our expected-loss floor {args.min_loss} %")
     print(f"{'loss %':>6} | " + " | ".join(f"{s:>5} STOI  PESQ  miss%  lat ms" for s in stacks))
     try:
         for level in (float(x) for x in args.loss.split(",")):
             cells = []
             for stack in stacks:
-                runs = [asyncio.run(measure_speech(level, args.leg, args.seconds, stack))
+                runs = [asyncio.run(measure_speech(level, args.leg, args.seconds, stack, args.min_loss))
                         for _ in range(args.runs)]
                 if args.json:
                     with args.json.open("a") as out:

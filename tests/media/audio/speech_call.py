@@ -31,7 +31,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.audio.jitter import AudioReceiver
-from media.audio.opus_sender import LossResilientOpus, advertise_opus_fec
+from media.audio.opus_sender import MIN_EXPECTED_LOSS_PCT, LossResilientOpus, advertise_opus_fec
 from tests import janus as J
 from tests.loss import clear_udp_loss, dropped_packets, leg_port, set_udp_loss
 
@@ -168,9 +168,11 @@ async def _collect(track: MediaStreamTrack, frames: list, stop: asyncio.Event) -
 
 
 async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s: float,
-                      stack: str, room: int, with_pesq: bool = False) -> dict[str, Any]:
+                      stack: str, room: int, with_pesq: bool = False,
+                      min_loss_pct: int = MIN_EXPECTED_LOSS_PCT) -> dict[str, Any]:
     """Run one call (caller is inside Janus's namespace) and measure it; see module doc.
-    PESQ needs the 'bench' extra, hence ``with_pesq``."""
+    PESQ needs the 'bench' extra, hence ``with_pesq``; ``min_loss_pct`` is our sender's
+    floor (media.audio.opus_sender)."""
     if leg not in LEGS or stack not in STACKS:
         raise ValueError(f"speech_call: leg must be one of {LEGS} and stack one of {STACKS}, "
                          f"got leg={leg!r} stack={stack!r}")
@@ -179,7 +181,7 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
     publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = SpeechTrack(signal)
-    fec = LossResilientOpus() if stack == "ours" else None
+    fec = LossResilientOpus(min_loss_pct) if stack == "ours" else None
     receiver = AudioReceiver() if stack == "ours" else None
     frames: list[tuple[int, np.ndarray, float]] = []
     stop = asyncio.Event()

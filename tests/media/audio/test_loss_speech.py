@@ -25,4 +25,4 @@ async def test_speech_stays_intelligible_under_loss_through_janus(in_janus_netns
     assert result["stoi"] >= 0.75, result
     assert result["missing"] <= 0.01, result          # every 20 ms slot was played
     assert playout["duplicates"] > 0 and playout["fec_recovered"] > 0, playout
-    assert result["latency_ms"] < 150, result
+    assert result["latency_ms"] < 200, result          # bench: ~60 ms; slack for a loaded machine
