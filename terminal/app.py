@@ -108,6 +108,7 @@ class Terminal:
         self._session_task: asyncio.Task | None = None
         self._end_reason = "left"
         self._encoder_name: str | None = None    # the encoder the last call chose
+        self._encoder_probed: dict[str, Any] | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self.control = None                      # terminal.control.ControlServer, if configured
         self.calendar = None                     # terminal.calendar.CalendarPoller, if configured
@@ -251,12 +252,13 @@ class Terminal:
                 url, self.profile, self.post, self.sink, ice_servers=self.settings.ice_servers,
                 video_config=self.settings.video, display_name=self.settings.display_name,
                 verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name,
-                audio_stages=self.settings.audio_stages)
+                encoder_probed=self._encoder_probed, audio_stages=self.settings.audio_stages)
             self.session.set_muted(self.machine.is_muted)
             try:
                 await self.session.run()
             finally:
                 self._encoder_name = self.session.encoder_name
+                self._encoder_probed = self.session.encoder_probed
             self._end_reason = "the call ended"
         except ConferenceError as exc:
             self._end_reason = str(exc)

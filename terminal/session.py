@@ -85,9 +85,13 @@ class CallSession:
                  sink: FrameSink | None = None, *, ice_servers: tuple[RTCIceServer, ...] = (),
                  video_config: VideoConfig | None = None, display_name: str = "roombox",
                  verify_tls: bool | str = True, encoder_name: str | None = None,
+                 encoder_probed: dict[str, Any] | None = None,
                  audio_stages: tuple[str, ...] | None = None) -> None:
         self.meeting = parse_meeting_url(meeting_url)   # MeetingRejected for a bad URL
         self.encoder_name = encoder_name
+        # Why that encoder won when the chain was last probed ({"reason", "rejected"}), so
+        # status keeps saying why after a call that reused the winner without probing.
+        self.encoder_probed = encoder_probed
         self.audio_stages = audio_stages     # None: media/audio's default chain; (): none
         self.profile = profile
         self.post = post
@@ -130,8 +134,12 @@ class CallSession:
                 if self.encoder_name:
                     with contextlib.suppress(VideoError):
                         choice = await choose_encoder(camera, self.video_config, order=[self.encoder_name])
+                    if choice is not None and self.encoder_probed:
+                        choice.reason = f"{self.encoder_probed['reason']} (probed at an earlier call)"
+                        choice.attempts = list(self.encoder_probed["rejected"].items())
                 choice = choice or await choose_encoder(camera, self.video_config)
                 self.encoder_name = choice.name
+                self.encoder_probed = {"reason": choice.reason, "rejected": dict(choice.attempts)}
             except VideoError as exc:
                 raise CallFailed(str(exc)) from None
             self.encoder = VideoEncoder(camera, self.video_config, choice)
@@ -292,6 +300,7 @@ class CallSession:
             "attempts": self.attempts, "rejoins": self.rejoins, "last_error": self.last_error,
             "muted": self.is_muted, "camera_open": self.encoder is not None and not self.encoder.camera.is_closed,
             "encoder": self.encoder.choice.name if self.encoder else None,
+            "video": self.encoder.status() if self.encoder else None,
             "participants": {p: r.status() for p, r in self.remote.items()},
             **self.stats.summary()}
         if self.conference is not None:

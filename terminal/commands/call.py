@@ -64,6 +64,11 @@ def format_status(status: dict) -> str:
         lines.append(f"media:      send {call.get('tx_video_kbps', '-')} kbit/s video at "
                      f"{call.get('tx_fps', '-')} fps · receive {call.get('rx_kbps', '-')} kbit/s · "
                      f"RTT {call.get('rtt_ms', '-')} ms · loss {call.get('tx_loss', '-')}")
+        video = call.get("video") or {}
+        if video:
+            rejected = "; ".join(f"{n}: {why}" for n, why in (video.get("rejected") or {}).items())
+            lines.append(f"video:      {video['encoder']} ({video['reason']}) · {video.get('quality')}"
+                         + (f" · not used: {rejected}" if rejected else ""))
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")
