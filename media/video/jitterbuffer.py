@@ -10,7 +10,7 @@ missing (corrupt pictures until the next keyframe). Here:
   whatever order they came in (no frame of added latency);
 - each missing sequence number is NACKed when the gap appears and again every
   ``nack_interval`` (twice the measured retransmission delay, clamped) until the frame
-  blocking on it reaches its deadline (``_budget()``: four NACK intervals, 100..250 ms);
+  blocking on it reaches its deadline (``_budget()``: four NACK intervals, 60..250 ms);
 - a blocked frame is given up at its deadline, or at once when waiting cannot help (we are
   already dropping until a keyframe, or a complete keyframe is waiting behind the gap);
   after a skip every frame is dropped until a keyframe, and one rate-limited PLI asks for it.
@@ -33,9 +33,10 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
 LATENCY_BUDGET_S = 0.25       # Janus NACKs a publisher again at ~155 ms; its answer comes later
-BUDGET_FLOOR_S = 0.1
+BUDGET_FLOOR_S = 0.06
 BUDGET_NACK_ROUNDS = 4
 PLI_MIN_GAP_S = 0.3
+LAG_S = 0.05                  # a poll tick this late means the event loop stalled
 # Once a PLI went out, another one only if no keyframe has started arriving this long
 # after it. Every new keyframe makes Janus drop older packets from its retransmission
 # buffer, so asking again while one is being repaired by NACK starves it (measured: at
@@ -98,6 +99,8 @@ class MarkerJitterBuffer(JitterBuffer):
         self._nacked: dict[int, float] = {}       # seq → when we last NACKed it
         self._rtx_delays: deque[float] = deque(maxlen=RTX_DELAY_SAMPLES)
         self._blocked_since: float | None = None
+        self._last_poll: float | None = None
+        self._lagging = False
         # False until a frame boundary has been seen (we may join mid-frame).
         self._at_frame_start = False
         self.needs_keyframe = True
@@ -184,8 +187,15 @@ class MarkerJitterBuffer(JitterBuffer):
     def poll(self) -> tuple[list[int], bool]:
         """Apply deadlines; returns (sequence numbers to NACK now, send a PLI now)."""
         now = self._clock()
-        if self._next_seq is not None:
-            self._release(now)
+        # After a stall of our own event loop the timer may run before the packets that
+        # queued up meanwhile are read: no deadline is applied on such a tick.
+        self._lagging = self._last_poll is not None and now - self._last_poll > LAG_S
+        self._last_poll = now
+        try:
+            if self._next_seq is not None:
+                self._release(now)
+        finally:
+            self._lagging = False
         due, interval = [], self.nack_interval
         budget = self._budget()
         for seq, since in self._missing.items():
@@ -211,10 +221,16 @@ class MarkerJitterBuffer(JitterBuffer):
                 return
             if self._blocked_since is None:
                 self._blocked_since = now
+            if self._lagging:
+                return     # our own loop stalled: packets may be waiting unread
             if len(self._packets) > MAX_BUFFERED_PACKETS:
                 self._restart_at((self._highest + 1) & 0xFFFF)    # no frame start in sight
                 return
-            expired = now - self._blocked_since >= self._budget()
+            # The clock runs from when a loss was known (a later packet arrived), not from
+            # the frame's first packet: a frame whose tail simply has not been read yet
+            # (a busy loop, a slow sender) is not late.
+            lost_since = min(self._missing.values(), default=None)
+            expired = lost_since is not None and now - lost_since >= self._budget()
             if expired or self._waiting_is_useless():
                 if not self._skip_gap():
                     return

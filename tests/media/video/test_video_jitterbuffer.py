@@ -217,3 +217,20 @@ def test_real_h264_under_loss_decodes_without_errors_and_stamps_stay_in_order():
             counters.append(stamp.counter)
     assert counters == sorted(counters) and len(counters) >= 10
     assert h.buffer.gaps_given_up > 0
+
+
+def test_neither_an_unread_tail_nor_a_stall_of_our_own_loop_counts_as_loss():
+    h = Harness()
+    h.add(packet(1, 0, True, IDR))
+    h.add(packet(2, 3000, False, P))               # the frame's tail is still on its way
+    h.tick(0.01)
+    h.tick(0.01)
+    for _ in range(30):
+        h.tick(0.01)
+    assert h.buffer.gaps_given_up == 0, "no later packet arrived: nothing is known lost"
+    h.add(packet(3, 3000, True, FU))
+    h.add(packet(5, 6000, True, P))                # 4 is missing now
+    h.tick(1.0)                                    # our loop stalled for a second...
+    h.add(packet(4, 6000, False, P))               # ...with 4 waiting unread in the socket
+    assert [f for f, _, _ in h.released] == [0, 1, 2]
+    assert h.buffer.gaps_given_up == 0 and h.plis == 0
