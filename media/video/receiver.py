@@ -17,6 +17,7 @@ from typing import Any
 import av
 from aiortc import RTCRtpReceiver
 
+from media.net import tolerate_loss_on
 from media.video.decoder import VideoDecoder, decoder_status, open_decoder
 from media.video.jitterbuffer import (LATENCY_BUDGET_S, MarkerJitterBuffer,  # noqa: F401
                                       is_h264_keyframe)
@@ -64,6 +65,8 @@ class VideoReceiver:
         # once more, on top.
         receiver._RTCRtpReceiver__nack_generator = None
         self._receiver = receiver
+        # aioice would close the call after ~30 s of heavy loss (media/net/consent.py).
+        tolerate_loss_on(receiver.transport)
 
     async def __aenter__(self) -> "VideoReceiver":
         self._loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_
                         RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, unpack_remb_fci)
 from aiortc.sdp import SessionDescription
 
+from media.net import tolerate_loss_on
 from media.video.encoder import VideoEncoder
 from media.video.errors import CodecNotNegotiated
 from media.video.ladder import QualityLadder
@@ -105,6 +106,7 @@ class VideoSender:
 
     def __init__(self, encoder: VideoEncoder, adapt: bool | None = None) -> None:
         self.encoder = encoder
+        self.consent = None
         adapt = encoder.config.adapt if adapt is None else adapt
         self.ladder = QualityLadder(encoder.rungs) if adapt else None
         self.track = EncodedVideoTrack()
@@ -124,6 +126,8 @@ class VideoSender:
         self.transceiver = pc.addTransceiver(self.track, direction="sendonly")
         self.transceiver.setCodecPreferences(h264_codecs())
         self._tap_rtcp(self.transceiver.sender)
+        # aioice would close the call after ~30 s of heavy loss (media/net/consent.py).
+        self.consent = tolerate_loss_on(self.transceiver.sender.transport)
         self.encoder.add_output(self.track)
         self.track.start()
         return self.transceiver
@@ -208,5 +212,6 @@ class VideoSender:
                 "fraction_lost": round(self.fraction_lost, 3),
                 "target_bps": self.allowed_bps(), "rate_reason": self.loss_rate.last_reason,
                 "extra_retransmissions": self.extra_retransmissions,
+                "consent": self.consent.status() if self.consent else None,
                 "ladder": self.ladder.last_reason if self.ladder else "off",
                 "track": self.track.status()}
