@@ -10,13 +10,14 @@ that peak.
 Methods (``method=``):
 - ``delay-and-sum`` (default): phase-align and average. Cannot cancel or colour the
   talker when the steering is a few degrees off, but a 6.4 cm array gains almost nothing
-  with it below ~2 kHz (bench/array.py: +0.4 dB SI-SDR at T60 0.4 s).
+  with it below ~2 kHz (bench/array.py, circular array, T60 0.4 s: +0.7 dB SI-SDR).
 - ``mvdr``: minimum-variance distortionless weights against a noise covariance learned
   while the talker is absent (media/audio/mvdr.py), with diagonal loading. It starts as a
-  superdirective beam and learns the room's noise and other talkers' directions (+2 to
-  +3 dB more than delay-and-sum in bench/array.py), but it also treats the talker's own
-  reverberation as noise: the talker comes out 2-3 dB quieter and drier (PESQ-WB of the
-  talker alone about 2.8 against 4.2), so it is not the default until someone has listened.
+  superdirective beam and learns the room's noise and other talkers' directions (same
+  room: +2.7 dB; on the 4-mic line array hardly more than delay-and-sum), but it also
+  treats the talker's own reverberation as noise: the talker comes out 1-3 dB quieter and
+  drier (PESQ-WB of the talker alone 2.7 against 4.1), so it is not the default until
+  someone has listened to it in a real room.
 - ``superdirective``: fixed MVDR against a modelled diffuse field (no adaptation).
 """
 from __future__ import annotations
