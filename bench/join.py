@@ -125,6 +125,12 @@ async def rejoin_after_restart(netns: str, restarts: int, port: int) -> list[flo
     return times
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -161,10 +167,13 @@ async def memory_in_four_party_call(server, seconds: float) -> list[float]:
                         break
                     await asyncio.sleep(0.2)
             await dave.watch(await dave.box_feed(WAIT_S))   # someone receives the box too
-            end = time.monotonic() + seconds
+            started, cpu_started = time.monotonic(), cpu_s(process.pid)
+            end = started + seconds
             while time.monotonic() < end:
                 samples.append(rss_mb(process.pid))
                 await asyncio.sleep(1.0)
+            share = (cpu_s(process.pid) - cpu_started) / (time.monotonic() - started)
+            print(f"  terminal CPU over the window: {100 * share:.0f} % of a core", flush=True)
             status = await in_call()
             frames = {p["display"]: p["frames_shown"] for p in status["call_session"]["participants"].values()}
             print(f"  frames shown per remote participant: {frames}; the box's frames decoded by dave: "

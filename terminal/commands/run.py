@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"roombox: {exc}", file=sys.stderr)
         notify(f"STATUS=configuration error: {exc}")
         return 2
+    from terminal.malloc import tune_malloc
+    tune_malloc()
     metrics = None if args.metrics == "off" else args.metrics
     status_page = None if args.status_page == "off" else args.status_page
     show_screen = args.screen == "on" or (args.screen == "auto" and profile.display.backend != "offscreen")
