@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import socket
 import tarfile
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from hal.profile import load_profile
 from terminal.app import MeetingSettings, Terminal
+from terminal.screen import build
 from terminal.state import State
 # The provisioning tests' fixtures: a real service thread, its keys and an admin client.
 from tests.provisioning.conftest import service  # noqa: F401  (fixture)
@@ -153,6 +155,9 @@ async def test_activation_code_shows_in_status_until_an_admin_approves_it(tmp_pa
         assert status["state"] == "unprovisioned" and code in status["reason"]
         assert len(code) == 9 and code[4] == "-"
         assert status["provisioning"]["verification_uri"].startswith(service.url)
+        page = build(status, datetime.datetime.now().astimezone())      # what the room screen draws
+        assert (page.screen, page.activation_code, page.serial) == ("unprovisioned", code, "RB-T4")
+        assert page.verification_url == status["provisioning"]["verification_uri"]
         resp = await service.admin("POST", f"/v1/admin/codes/{code}/approve", {
             "room": "Turing", "meeting_url": conference})
         assert resp.status_code == 200, resp.text
