@@ -83,6 +83,14 @@ class Box:
         raise AssertionError(f"timed out waiting for {what}; status: {self.terminal.status()}")
 
 
+async def preregistered(tmp_path, service, monkeypatch, serial: str, room: str, meeting: str) -> Box:
+    """A box whose serial IT imported with its room and meeting (enrolment path A)."""
+    resp = await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
+        "serial": serial, "room": room, "meeting_url": meeting}]})
+    assert resp.status_code == 200, resp.text
+    return Box(tmp_path, service, serial, monkeypatch)
+
+
 async def test_fresh_box_on_path_a_reaches_idle_with_its_rooms_meeting(tmp_path, service, conference, monkeypatch):
     await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
         "serial": "RB-T1", "site": "HQ", "room": "Ada", "meeting_url": conference}]})
@@ -116,9 +124,7 @@ async def test_fresh_box_on_path_a_reaches_idle_with_its_rooms_meeting(tmp_path,
 
 
 async def test_provisioned_box_boots_straight_to_idle_from_its_committed_config(tmp_path, service, conference, monkeypatch):
-    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
-        "serial": "RB-T2", "room": "Babbage", "meeting_url": conference}]})
-    first = Box(tmp_path, service, "RB-T2", monkeypatch)
+    first = await preregistered(tmp_path, service, monkeypatch, "RB-T2", "Babbage", conference)
     async with first:
         await first.until(lambda s: s["provisioning"].get("config_version") == 1, "config committed")
     (tmp_path / "boot").rename(tmp_path / "boot-used")
@@ -130,9 +136,7 @@ async def test_provisioned_box_boots_straight_to_idle_from_its_committed_config(
 
 
 async def test_unreachable_conferencing_service_rolls_back_to_the_last_good_config(tmp_path, service, conference, monkeypatch):
-    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
-        "serial": "RB-T3", "room": "Curie", "meeting_url": conference}]})
-    box = Box(tmp_path, service, "RB-T3", monkeypatch)
+    box = await preregistered(tmp_path, service, monkeypatch, "RB-T3", "Curie", conference)
     async with box:
         await box.until(lambda s: s["provisioning"].get("config_version") == 1, "version 1 committed")
         dead = "janus+http://127.0.0.1:9/janus?room=1"           # discard port: nothing answers
@@ -166,9 +170,7 @@ async def test_activation_code_shows_in_status_until_an_admin_approves_it(tmp_pa
 
 
 async def test_signed_commands_reach_leds_technician_page_and_diagnostics(tmp_path, service, conference, monkeypatch):
-    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
-        "serial": "RB-T5", "room": "Hopper", "meeting_url": conference}]})
-    box = Box(tmp_path, service, "RB-T5", monkeypatch)
+    box = await preregistered(tmp_path, service, monkeypatch, "RB-T5", "Hopper", conference)
     async with box:
         await box.until(lambda s: s["state"] == "idle", "idle")
         code = "ABCDE-FGHJK"
@@ -204,9 +206,7 @@ async def test_signed_commands_reach_leds_technician_page_and_diagnostics(tmp_pa
 async def test_reboot_runs_the_reboot_command_and_a_failure_is_reported(tmp_path, service, conference, monkeypatch):
     marker = tmp_path / "rebooted"
     monkeypatch.setenv("ROOMBOX_REBOOT_COMMAND", f"touch {marker}")
-    await service.admin("POST", "/v1/admin/devices/import", {"rows": [{
-        "serial": "RB-T6", "room": "Noether", "meeting_url": conference}]})
-    box = Box(tmp_path, service, "RB-T6", monkeypatch)
+    box = await preregistered(tmp_path, service, monkeypatch, "RB-T6", "Noether", conference)
     async with box:
         await box.until(lambda s: s["state"] == "idle", "idle")
         resp = await service.admin("POST", "/v1/admin/devices/RB-T6/commands", {"kind": "reboot", "ttl_s": 300})
