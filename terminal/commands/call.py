@@ -72,6 +72,16 @@ def format_status(status: dict) -> str:
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")
+    prov = status.get("provisioning")
+    if prov:
+        line = f"provision:  {prov.get('state')} · config version {prov.get('config_version', 0)}"
+        if prov.get("service"):
+            line += f" · {prov['service']}"
+        if prov.get("user_code"):
+            line += f" · activation code {prov['user_code']} at {prov.get('verification_uri')}"
+        lines.append(line)
+        if prov.get("problem"):
+            lines.append(f"            {prov['problem']}")
     if status.get("upcoming"):
         up = status["upcoming"]
         lines.append(f"upcoming:   {up.get('summary')} at {up.get('start')}")

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from hal.profile import load_profile
 from terminal.app import MeetingSettings, Terminal
+from terminal.commands.call import format_status
 from terminal.screen import build
 from terminal.state import State
 # The provisioning tests' fixtures: a real service thread, its keys and an admin client.
@@ -157,6 +158,8 @@ async def test_activation_code_shows_in_status_until_an_admin_approves_it(tmp_pa
         status = await box.until(lambda s: s["provisioning"].get("user_code"), "an activation code")
         code = status["provisioning"]["user_code"]
         assert status["state"] == "unprovisioned" and code in status["reason"]
+        shown = format_status(status)                              # what `roombox status` prints
+        assert f"provision:  awaiting_approval · config version 0 · {service.url} · activation code {code}" in shown
         assert len(code) == 9 and code[4] == "-"
         assert status["provisioning"]["verification_uri"].startswith(service.url)
         page = build(status, datetime.datetime.now().astimezone())      # what the room screen draws
