@@ -93,8 +93,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("loss_audio bench: needs root (network namespace, nftables)")
-    # A plain SIGTERM would skip the finally below and leave Janus and its namespace behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A plain SIGTERM would skip the finally below and leave Janus and its namespace behind;
+    # handled like Ctrl-C, asyncio.run() cancels the call and the finally cleans up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     stacks = args.stacks.split(",")
     started = time.monotonic()
     print(f"# speech under random UDP loss, leg {args.leg}, {args.seconds:.0f} s of speech per call, "

@@ -42,6 +42,8 @@ MAX_DELAY_S = 0.300
 RESYNC_S = 2.0                     # a timestamp this far off the playout point: a new stream
 MAX_BUFFERED_PACKETS = 256         # ~5 s of audio: beyond that something is wrong
 IDLE_POLL_S = 0.020                # waiting for the first packet
+STALL_S = 0.010                    # woke this late: the event loop was busy elsewhere...
+STALL_GRACE_S = 0.005              # ...so let packets it queued meanwhile in before concealing
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 
 
@@ -134,6 +136,10 @@ class OpusPlayout:
             return None
         return self._next / SAMPLE_RATE + self._base_s + self._delay_s
 
+    def next_is_buffered(self) -> bool:
+        """True if the packet of the next slot is here (pop() will decode it as is)."""
+        return self._next is not None and self._next in self._packets
+
     def pop(self) -> tuple[int, np.ndarray]:
         """Decode the next slot (call once ``due_s()`` has passed)."""
         if self._next is None:
@@ -206,6 +212,7 @@ class AudioReceiver(MediaStreamTrack):
         self._clock = clock
         self.playout = OpusPlayout()
         self._remote: MediaStreamTrack | None = None
+        self.stall_graces = 0
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         # Name-mangled attribute of aiortc's RTCRtpReceiver: the one seam for frame release.
@@ -216,12 +223,21 @@ class AudioReceiver(MediaStreamTrack):
         self.playout.add(packet.timestamp, packet.payload, self._clock())
 
     async def recv(self) -> av.AudioFrame:
+        graced = False
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
             due = self.playout.due_s()
             wait_s = IDLE_POLL_S if due is None else due - self._clock()
             if due is not None and wait_s <= 0:
+                if -wait_s > STALL_S and not graced and not self.playout.next_is_buffered():
+                    # After a stall (CPU, GC, a slow callback) the packets that arrived
+                    # meanwhile still sit in the socket and aiortc's queues behind this
+                    # wake-up; concealing now would count them late though they were not.
+                    graced = True
+                    self.stall_graces += 1
+                    await self._wait(STALL_GRACE_S)
+                    continue
                 return self._frame(*self.playout.pop())
             await self._wait(wait_s)
 
@@ -249,4 +265,4 @@ class AudioReceiver(MediaStreamTrack):
         return frame
 
     def status(self) -> dict[str, Any]:
-        return self.playout.status()
+        return {**self.playout.status(), "stall_graces": self.stall_graces}

@@ -15,6 +15,7 @@ latency from the sender handing a frame to the encoder to the decoded frame comi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import functools
 import statistics
@@ -52,6 +53,7 @@ SENTENCES = [
 LEAD_IN_S = 1.0          # before the speech: ICE settled, loss rules in place, buffers warm
 TAIL_S = 1.0             # after it: the last packets through the playout delay
 CONNECT_TIMEOUT_S = 15.0
+CLOSE_TIMEOUT_S = 5.0
 LEGS = ("pub", "sub")
 STACKS = ("ours", "stock")
 
@@ -216,8 +218,10 @@ async def speech_call(server: J.JanusServer, loss_pct: float, leg: str, speech_s
                 stop.set()
                 await collector
     finally:
-        await publisher.close()
-        await subscriber.close()
+        for pc in (publisher, subscriber):
+            with contextlib.suppress(TimeoutError):     # aiortc's close can hang when cancelled
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await pc.close()
     result = measure(signal, track.sent_at, frames, with_pesq)
     result.update(loss_pct=loss_pct, leg=leg, stack=stack, speech_s=speech_s, dropped=dropped,
                   janus_offers_fec="useinbandfec=1" in offer_sdp)
@@ -257,7 +261,8 @@ def measure(signal: np.ndarray, sent_at: list[float], frames: list, with_pesq: b
     result = {"stoi": float(stoi(signal.astype(np.float64), received, RATE, extended=False)),
               "pesq_wb": _pesq_wb(signal, received) if with_pesq and missing <= 0.5 else None,
               "missing": missing,
-              "latency_ms": 1000 * statistics.median(latencies) if latencies else None}
+              # Below a tenth of the frames the alignment has too little to go on.
+              "latency_ms": 1000 * statistics.median(latencies) if missing < 0.9 and latencies else None}
     return result
 
 

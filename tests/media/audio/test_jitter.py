@@ -4,10 +4,15 @@ wrap-around, stream jumps, and the adaptive playout delay. Arrival times are giv
 a virtual clock pops every slot once it is due, as AudioReceiver.recv() does."""
 from __future__ import annotations
 
+import asyncio
+import time
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from aiortc.rtp import RtpPacket
 
-from media.audio.jitter import FRAME_SAMPLES, MIN_DELAY_S, OpusPlayout
+from media.audio.jitter import FRAME_SAMPLES, MIN_DELAY_S, AudioReceiver, OpusPlayout
 from media.audio.opus import OpusDecoder, OpusEncoder, OpusError, packet_samples
 from tests.media.audio.speech_call import speech
 
@@ -190,3 +195,36 @@ def test_invalid_payload_is_concealed_not_fatal(packets):
 def test_pop_before_the_first_packet_is_refused():
     with pytest.raises(RuntimeError, match="before the first packet"):
         OpusPlayout().pop()
+
+
+def _rtp(index: int, payload: bytes) -> RtpPacket:
+    return RtpPacket(payload_type=111, sequence_number=index, timestamp=START_TS + index * FRAME_SAMPLES,
+                     ssrc=1, payload=payload)
+
+
+async def test_receiver_plays_through_aiortcs_jitter_buffer_slot_as_paced_frames(packets):
+    receiver = AudioReceiver()
+    aiortc_receiver = SimpleNamespace(track=None)    # the two attributes attach() touches
+    receiver.attach(aiortc_receiver)
+    tap = aiortc_receiver._RTCRtpReceiver__jitter_buffer
+    assert [tap.add(_rtp(i, packets[i])) for i in range(3)] == [(False, None)] * 3   # aiortc decodes nothing
+    async with asyncio.timeout(2):
+        frames = [await receiver.recv() for _ in range(3)]
+    assert [(f.pts, f.samples, f.sample_rate, f.layout.name) for f in frames] == \
+        [(i * FRAME_SAMPLES, FRAME_SAMPLES, 48000, "mono") for i in range(3)]
+
+
+async def test_receiver_lets_packets_queued_during_a_stall_in_before_concealing(packets):
+    receiver = AudioReceiver()
+    for i in range(3):
+        receiver._on_packet(_rtp(i, packets[i]))
+    async with asyncio.timeout(2):
+        for _ in range(3):
+            await receiver.recv()
+        # The event loop is stuck past slot 3's playout time (what is under test, hence a
+        # blocking sleep); slot 3's packet arrived meanwhile and is handled right after.
+        time.sleep(0.1)
+        asyncio.get_running_loop().call_soon(receiver._on_packet, _rtp(3, packets[3]))
+        frame = await receiver.recv()
+    assert frame.pts == 3 * FRAME_SAMPLES
+    assert (receiver.playout.decoded, receiver.playout.concealed, receiver.stall_graces) == (4, 0, 1)
