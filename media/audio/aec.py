@@ -135,7 +135,7 @@ class EchoCanceller:
         before, self._snapshot = self._snapshot, current
         if before is None or self._far_frames < DRIFT_INTERVAL_FRAMES:
             return
-        shift, confidence = measure_shift(before, current, self.frame_size)
+        shift, confidence = measure_shift(before, current, self.frame_size, self.sample_rate)
         if confidence >= DRIFT_MIN_CONFIDENCE:
             interval = DRIFT_INTERVAL_FRAMES * self.frame_size
             self._drift.adjust_rate(DRIFT_LOOP_GAIN * shift / interval)

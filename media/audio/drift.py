@@ -17,6 +17,7 @@ import numpy as np
 TAPS = 16            # windowed-sinc interpolator length
 PHASES = 256         # fractional positions in the table: error < 1/512 sample
 MAX_RATE = 300e-6    # beyond any crystal pair we expect (ppm-level clocks)
+SHIFT_BAND_HZ = 4000.0  # drift is measured from the echo path below this
 
 
 def _sinc_table() -> np.ndarray:
@@ -91,15 +92,20 @@ class DriftCompensator:
         self.rate = float(np.clip(self.rate + delta, -MAX_RATE, MAX_RATE))
 
 
-def measure_shift(before: np.ndarray, after: np.ndarray, block: int) -> tuple[float, float]:
+def measure_shift(before: np.ndarray, after: np.ndarray, block: int,
+                  sample_rate: int = 16000) -> tuple[float, float]:
     """Samples by which the echo path moved later between two filter snapshots, and a
     confidence 0..1 (coherence of the two snapshots).
 
-    Uses bins below half the Nyquist frequency so a shift up to 2 samples stays
-    unambiguous in phase.
+    Uses bins below ``SHIFT_BAND_HZ`` (half the Nyquist frequency at 16 kHz) so a shift up
+    to 125 µs stays unambiguous in phase, and the same band at 48 kHz: above it a
+    wideband far end (speech codecs, 16 kHz calls played at 48 kHz) leaves the reference
+    empty, the filter learns nothing coherent there and those bins would only lower the
+    confidence below ``DRIFT_MIN_CONFIDENCE``, so the drift would never be corrected.
     """
     cross = np.einsum("pk,pk->k", after, np.conj(before))
-    bins = np.arange(1, block // 2)
+    top = min(block // 2, int(round(SHIFT_BAND_HZ * 2 * block / sample_rate)))
+    bins = np.arange(1, top)
     c = cross[bins]
     weight = np.abs(c)
     norm = np.sqrt(np.sum(np.abs(after[:, bins]) ** 2) * np.sum(np.abs(before[:, bins]) ** 2))
