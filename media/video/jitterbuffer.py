@@ -48,6 +48,10 @@ NACK_INTERVAL_START_S = 0.04
 MAX_BUFFERED_PACKETS = 1024
 STARTUP_REORDER_PACKETS = 64
 RTX_DELAY_SAMPLES = 32
+REPAIR_SAMPLES = 64           # loss → arrival delays, late arrivals included
+REPAIR_QUANTILE = 0.9
+REPAIR_MARGIN = 1.3
+GIVEN_UP_KEPT = 512
 START_CODES = (b"\x00\x00\x00\x01", b"\x00\x00\x01")
 
 
@@ -98,6 +102,10 @@ class MarkerJitterBuffer(JitterBuffer):
         self._missing: dict[int, float] = {}      # seq → when we learnt it is missing
         self._nacked: dict[int, float] = {}       # seq → when we last NACKed it
         self._rtx_delays: deque[float] = deque(maxlen=RTX_DELAY_SAMPLES)
+        # How long repairs take, from the loss being known to the packet arriving — also
+        # for packets that came after we gave up on them (they say the deadline was short).
+        self._repair_delays: deque[float] = deque(maxlen=REPAIR_SAMPLES)
+        self._given_up: dict[int, float] = {}      # seq → when it was known missing
         self._blocked_since: float | None = None
         self._last_poll: float | None = None
         self._lagging = False
@@ -141,6 +149,9 @@ class MarkerJitterBuffer(JitterBuffer):
             delta = 0
         if delta < 0:
             self.late_packets += 1         # already released or given up
+            since = self._given_up.pop(seq, None)
+            if since is not None:
+                self._repair_delays.append(now - since)
         elif seq in self._packets:
             self.duplicates += 1           # a retransmission answered twice
         else:
@@ -157,7 +168,8 @@ class MarkerJitterBuffer(JitterBuffer):
                 self._missing[s] = now
                 s = (s + 1) & 0xFFFF
             self._highest = seq
-        elif self._missing.pop(seq, None) is not None:
+        elif (since := self._missing.pop(seq, None)) is not None:
+            self._repair_delays.append(now - since)
             nacked = self._nacked.pop(seq, None)
             if nacked is not None:
                 self.recovered += 1
@@ -253,10 +265,17 @@ class MarkerJitterBuffer(JitterBuffer):
             seq = (seq + 1) & 0xFFFF
 
     def _budget(self) -> float:
-        """How long a blocked frame may wait: a few NACK rounds, never over ``budget_s``.
-        Janus retransmits a packet at most once per 200 ms (MAX_NACK_IGNORE in 1.1.2), so
-        once the first answer is overdue, waiting longer mostly adds freeze."""
-        return min(self.budget_s, max(BUDGET_FLOOR_S, BUDGET_NACK_ROUNDS * self.nack_interval))
+        """How long a blocked frame may wait, within ``BUDGET_FLOOR_S``..``budget_s``: a few
+        NACK rounds, or longer when repairs are measured to take longer (the 90th
+        percentile of loss→arrival delays, late arrivals included, plus a margin).
+        Janus 1.1.2 answers a viewer's NACK once per 200 ms: there, waiting past the first
+        answer mostly adds freeze. A publisher leg is repaired by Janus's own NACKs to the
+        publisher at ~12 ms and ~155 ms: there, the second round is worth waiting for."""
+        wanted = BUDGET_NACK_ROUNDS * self.nack_interval
+        if len(self._repair_delays) >= 8:
+            ordered = sorted(self._repair_delays)
+            wanted = max(wanted, REPAIR_MARGIN * ordered[int(REPAIR_QUANTILE * (len(ordered) - 1))])
+        return min(self.budget_s, max(BUDGET_FLOOR_S, wanted))
 
     def _keyframe_arriving(self) -> bool:
         return any(_starts_keyframe(p._data) for p in self._packets.values())
@@ -299,7 +318,11 @@ class MarkerJitterBuffer(JitterBuffer):
 
     def _forget_through(self, end_seq: int) -> None:
         """Drop every packet and missing mark up to ``end_seq``; resume after it."""
-        for table in (self._packets, self._missing, self._nacked):
+        for seq in [s for s in self._missing if seq_delta(s, end_seq) <= 0]:
+            self._given_up[seq] = self._missing.pop(seq)
+        while len(self._given_up) > GIVEN_UP_KEPT:
+            del self._given_up[next(iter(self._given_up))]
+        for table in (self._packets, self._nacked):
             for seq in [s for s in table if seq_delta(s, end_seq) <= 0]:
                 del table[seq]
         self._next_seq = (end_seq + 1) & 0xFFFF
@@ -332,4 +355,5 @@ class MarkerJitterBuffer(JitterBuffer):
                 "deadline_skips": self.deadline_skips,
                 "late_packets": self.late_packets, "duplicates": self.duplicates,
                 "nacks": self.nacks_sent, "recovered": self.recovered,
-                "nack_interval_ms": round(self.nack_interval * 1000, 1)}
+                "nack_interval_ms": round(self.nack_interval * 1000, 1),
+                "budget_ms": round(self._budget() * 1000)}

@@ -234,3 +234,27 @@ def test_neither_an_unread_tail_nor_a_stall_of_our_own_loop_counts_as_loss():
     h.add(packet(4, 6000, False, P))               # ...with 4 waiting unread in the socket
     assert [f for f, _, _ in h.released] == [0, 1, 2]
     assert h.buffer.gaps_given_up == 0 and h.plis == 0
+
+
+def test_repairs_that_come_late_lengthen_the_deadline_up_to_the_budget():
+    """Publisher-leg loss is repaired by the SFU's own second NACK round, ~160 ms later:
+    after a few such late arrivals the buffer waits for them instead of skipping."""
+    h = Harness()
+    short = h.buffer._budget()
+    seq, ts = 0, 0
+    h.add(packet(seq, ts, True, IDR))
+    for _ in range(10):
+        h.add(packet(seq + 1, ts + 3000, False, P))
+        lost = packet(seq + 2, ts + 3000, False, FU)
+        h.add(packet(seq + 3, ts + 3000, True, FU))
+        h.add(packet(seq + 4, ts + 6000, True, P))        # a frame start behind the gap
+        for _ in range(int(short / 0.01) + 2):
+            h.tick(0.01)                                   # deadline passes: skipped
+        h.clock.now += 0.16 - short
+        h.add(lost)                                        # the repair, too late
+        seq, ts = seq + 5, ts + 9000
+        h.add(packet(seq, ts, True, IDR))
+    assert h.buffer.late_packets >= 8
+    assert h.buffer.deadline_skips < 10, "once the deadline grew, the last repairs were waited for"
+    assert h.buffer._budget() >= 0.2 > short, f"budget {h.buffer._budget():.3f} s"
+    assert h.buffer._budget() <= LATENCY_BUDGET_S
