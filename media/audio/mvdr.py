@@ -12,9 +12,10 @@ absent in that bin:
   and a fixed prior of absence.
 - The noise covariance starts as a diffuse (spherically isotropic) field at the first
   frame's level, i.e. a superdirective beam, and adapts from there.
-- Diagonal loading relative to the covariance's trace bounds the white-noise gain, so
-  mic self-noise and small gain/phase mismatches between real capsules are not blown up
-  at low frequencies where a small array's covariance is nearly singular.
+- Diagonal loading relative to the covariance's trace, raised per bin until the
+  white-noise gain is at least ``WNG_MIN_DB``, so mic self-noise and the gain/phase
+  mismatch of real capsules are not blown up at low frequencies, where a small array's
+  covariance is nearly singular, into cancelling the talker.
 """
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ ABSENCE_PRIOR = 0.5           # prior probability that a bin holds no talker
 DECISION_DIRECTED = 0.9       # weight of last frame's talker estimate in the a-priori SNR
 INITIAL_LOADING = 1e-2        # of the diffuse model the covariance starts from
 MAX_EXPONENT = 50.0           # keeps exp() finite for very loud bins
+# Lowest white-noise gain |w^H d|^2 / |w|^2 allowed (delay-and-sum: 10 log10(mics) = 6 dB
+# for four). Below it the beam leans on tiny differences between capsules, and real ones
+# differ by about a dB in sensitivity: with no limit a ±1 dB spread made the beam take
+# 4-7 dB off the talker it points at; -3 dB keeps that under 2 dB (tests/media/audio/
+# test_array.py) at the price of ~0.7 dB of the simulated gain (bench/README.md).
+WNG_MIN_DB = -3.0
+WNG_STEPS = 6                 # loading raised at most this many times per frame
+WNG_LOADING_STEP = 4.0        # by this factor each time, only in bins over the limit
 FLOOR_SMOOTHING = 0.8         # per frame, of the beam output power the floor follows
 FLOOR_RISE = 10 ** (0.05 / 10)  # per frame: +5 dB/s
 
@@ -50,6 +59,7 @@ class NoiseTrackingMvdr:
         self.loading = loading
         self._coherence = diffuse_coherence(self.positions, np.asarray(freqs, dtype=np.float64))
         self._eye = np.eye(len(self.positions))
+        self._max_norm = 10 ** (-WNG_MIN_DB / 10)
         self._noise: np.ndarray | None = None            # (bins, mics, mics)
         self._talker_power = np.zeros(len(freqs))         # last frame's talker estimate per bin
         self._output_power: np.ndarray | None = None      # smoothed |beam|^2 per bin
@@ -68,10 +78,18 @@ class NoiseTrackingMvdr:
             self._noise = level[:, None, None] * (self._coherence + INITIAL_LOADING * self._eye)
         d = steering.T                                                 # (bins, mics)
         trace = np.trace(self._noise, axis1=1, axis2=2).real / len(self.positions)
-        loaded = self._noise + (self.loading * trace + 1e-20)[:, None, None] * self._eye
-        solved = np.linalg.solve(loaded, d[:, :, None])[:, :, 0]      # R^-1 d
-        response = np.real(np.sum(np.conj(d) * solved, axis=1))        # d^H R^-1 d
-        w = solved / response[:, None]
+        loading = self.loading * trace + 1e-20
+        for _ in range(WNG_STEPS + 1):
+            loaded = self._noise + loading[:, None, None] * self._eye
+            solved = np.linalg.solve(loaded, d[:, :, None])[:, :, 0]  # R^-1 d
+            response = np.real(np.sum(np.conj(d) * solved, axis=1))    # d^H R^-1 d
+            w = solved / response[:, None]
+            # White-noise gain |w^H d|^2 / |w|^2 = 1 / |w|^2 kept above WNG_MIN: where the
+            # weights grow past it, more loading (towards delay-and-sum).
+            over = np.sum(np.abs(w) ** 2, axis=1) > self._max_norm
+            if not over.any():
+                break
+            loading = np.where(over, loading * WNG_LOADING_STEP, loading)
         out = np.sum(np.conj(w) * x, axis=1)
         self.weights = np.conj(w).T
 
