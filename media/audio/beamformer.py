@@ -14,9 +14,9 @@ Methods (``method=``):
 - ``mvdr``: minimum-variance distortionless weights against a noise covariance learned
   while the talker is absent (media/audio/mvdr.py), with diagonal loading. It starts as a
   superdirective beam and learns the room's noise and other talkers' directions (same
-  room: +2.7 dB; on the 4-mic line array hardly more than delay-and-sum), but it also
-  treats the talker's own reverberation as noise: the talker comes out 1-3 dB quieter and
-  drier (PESQ-WB of the talker alone 2.7 against 4.1), so it is not the default until
+  room: +2.1 dB; on the 4-mic line array hardly more than delay-and-sum), but it also
+  treats the talker's own reverberation as noise: the talker comes out 1-2.6 dB quieter
+  and drier (PESQ-WB of the talker alone 3.2 against 4.1), so it is not the default until
   someone has listened to it in a real room.
 - ``superdirective``: fixed MVDR against a modelled diffuse field (no adaptation).
 """
