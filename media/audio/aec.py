@@ -22,6 +22,11 @@ from media.audio.kalman_filter import KalmanEchoFilter
 from media.audio.suppressor import ResidualEchoSuppressor
 
 SUPPORTED = {16000: 160, 48000: 480}
+# Partitions cut back to N taps per block once converged (None: all, every block). At
+# 48 kHz the full gradient constraint is a third of the canceller's time (RTF 0.055 ->
+# ~0.04); aec-bench through bench/aec_48k.py: ERLE median 30.1 -> 30.9 dB, re-convergence
+# unchanged (0.90 s), DT PESQ 2.66 -> 2.60. At 16 kHz the budget allows the exact filter.
+STEADY_CONSTRAINED = {48000: 3}
 TAIL_S = 0.3                 # echo path length the filter models (bulk delay + reverb)
 DRIFT_INTERVAL_FRAMES = 25   # 0.25 s between echo-path snapshots for drift measurement
 DRIFT_LOOP_GAIN = 0.7        # fraction of the measured motion corrected per measurement
@@ -65,7 +70,8 @@ class EchoCanceller:
         self.sample_rate = sample_rate
         self.frame_size = frame_size
         partitions = int(round(tail_s * sample_rate / frame_size))
-        self._filter = KalmanEchoFilter(frame_size, partitions, sample_rate=sample_rate)
+        self._filter = KalmanEchoFilter(frame_size, partitions, sample_rate=sample_rate,
+                                        steady_constrained=STEADY_CONSTRAINED.get(sample_rate))
         headroom = int(MIC_DELAY_S * sample_rate)
         self._drift = DriftCompensator(frame_size, (partitions + 2) * frame_size, headroom)
         self._mic_line = np.zeros(frame_size + headroom)
