@@ -55,12 +55,16 @@ class MeetingSettings:
     verify_tls: bool | str = True
     ice_host_addresses: tuple[str, ...] = ()   # () = every address aioice finds
     audio_stages: tuple[str, ...] | None = None  # None: media/audio's default chain; (): none
+    audio_beam: str = "delay-and-sum"            # or "mvdr", "superdirective" (media.audio.beamformer)
     video: Any = None          # media.video.VideoConfig, or None for its defaults
 
     def __post_init__(self) -> None:
         from terminal.conference import parse_meeting_url
         if self.meeting_url:
             parse_meeting_url(self.meeting_url)      # MeetingRejected (ValueError) names the problem
+        from media.audio.beamformer import METHODS
+        if self.audio_beam not in METHODS:
+            raise ValueError(f"ROOMBOX_AUDIO_BEAM must be one of {', '.join(METHODS)}, got {self.audio_beam!r}")
         if self.calendar_url and not self.calendar_url.startswith(("http://", "https://")):
             raise ValueError(f"calendar URL must start with http:// or https://, got {self.calendar_url!r}")
 
@@ -69,7 +73,8 @@ class MeetingSettings:
         """From ``roombox run``'s options (--meeting, --calendar, --control-socket), falling
         back to the local config in the environment (systemd reads /etc/roombox/roombox.env):
         ROOMBOX_MEETING, ROOMBOX_CALENDAR, ROOMBOX_DISPLAY_NAME, and one TURN server as
-        ROOMBOX_TURN_URL (turn:/turns:), ROOMBOX_TURN_USERNAME, ROOMBOX_TURN_CREDENTIAL."""
+        ROOMBOX_TURN_URL (turn:/turns:), ROOMBOX_TURN_USERNAME, ROOMBOX_TURN_CREDENTIAL, and
+        ROOMBOX_AUDIO_BEAM (delay-and-sum, the default; mvdr; superdirective)."""
         import os
 
         from terminal.control import default_path
@@ -79,6 +84,7 @@ class MeetingSettings:
                    calendar_url=args.calendar or env.get("ROOMBOX_CALENDAR") or None,
                    display_name=env.get("ROOMBOX_DISPLAY_NAME") or "roombox",
                    ice_servers=_turn_from_env(env), ice_host_addresses=hosts,
+                   audio_beam=env.get("ROOMBOX_AUDIO_BEAM") or "delay-and-sum",
                    control_path=args.control_socket or default_path())
 
 
@@ -252,7 +258,8 @@ class Terminal:
                 url, self.profile, self.post, self.sink, ice_servers=self.settings.ice_servers,
                 video_config=self.settings.video, display_name=self.settings.display_name,
                 verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name,
-                encoder_probed=self._encoder_probed, audio_stages=self.settings.audio_stages)
+                encoder_probed=self._encoder_probed, audio_stages=self.settings.audio_stages,
+                audio_beam=self.settings.audio_beam)
             self.session.set_muted(self.machine.is_muted)
             try:
                 await self.session.run()

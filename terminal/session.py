@@ -86,13 +86,14 @@ class CallSession:
                  video_config: VideoConfig | None = None, display_name: str = "roombox",
                  verify_tls: bool | str = True, encoder_name: str | None = None,
                  encoder_probed: dict[str, Any] | None = None,
-                 audio_stages: tuple[str, ...] | None = None) -> None:
+                 audio_stages: tuple[str, ...] | None = None, audio_beam: str = "delay-and-sum") -> None:
         self.meeting = parse_meeting_url(meeting_url)   # MeetingRejected for a bad URL
         self.encoder_name = encoder_name
         # Why that encoder won when the chain was last probed ({"reason", "rejected"}), so
         # status keeps saying why after a call that reused the winner without probing.
         self.encoder_probed = encoder_probed
         self.audio_stages = audio_stages     # None: media/audio's default chain; (): none
+        self.audio_beam = audio_beam
         self.profile = profile
         self.post = post
         self.sink = sink if sink is not None else RecordingSink()
@@ -173,7 +174,8 @@ class CallSession:
         from media.audio.errors import AudioError
         try:
             return build_processor(microphone.sample_rate, microphone.period_frames,
-                                   stages=self.audio_stages or STAGE_NAMES, geometry=microphone.geometry)
+                                   stages=self.audio_stages or STAGE_NAMES, geometry=microphone.geometry,
+                                   beam_method=self.audio_beam)
         except AudioError as exc:
             log.warning("call: microphone processing off (%s)", exc)
             return None

@@ -116,7 +116,7 @@ class BeamformerStage(AudioStage):
 
     def status(self) -> dict:
         b = self.beamformer
-        return {"azimuth_deg": b.azimuth_deg, "confidence": round(b.confidence, 3),
+        return {"method": b.method, "azimuth_deg": b.azimuth_deg, "confidence": round(b.confidence, 3),
                 "talker_azimuth_deg": b.talker_azimuth_deg, "steering_deg": b.steering_deg}
 
 

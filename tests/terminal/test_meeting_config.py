@@ -37,6 +37,7 @@ def test_environment_gives_meeting_calendar_and_turn_and_options_win():
     ({"ROOMBOX_MEETING": "janus+https://meet.example.org/janus"}, "janus needs ?room=ROOM"),
     ({"ROOMBOX_MEETING": "janus+wss://meet.example.org/?pin=1"}, "janus needs ?room=ROOM"),
     ({"ROOMBOX_CALENDAR": "ftp://cal.example.org/x.ics"}, "calendar URL must start with http:// or https://"),
+    ({"ROOMBOX_AUDIO_BEAM": "beamy"}, "ROOMBOX_AUDIO_BEAM must be one of mvdr, delay-and-sum, superdirective, got 'beamy'"),
 ])
 def test_bad_local_config_is_rejected_naming_the_value(env, message):
     with pytest.raises(ValueError) as raised:
@@ -60,3 +61,19 @@ def test_run_refuses_a_bad_meeting_url_with_exit_2():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "meeting URL 'zoom://x': scheme must be one of" in result.stderr
+
+
+def test_audio_beam_from_the_environment_reaches_the_calls_pipeline():
+    from hal.microphone import open_microphone
+    from hal.profile import load_profile
+    from terminal.session import CallSession
+    settings = MeetingSettings.from_args(NO_ARGS, {"ROOMBOX_AUDIO_BEAM": "mvdr"})
+    assert settings.audio_beam == "mvdr"
+    assert MeetingSettings.from_args(NO_ARGS, {}).audio_beam == "delay-and-sum"
+    profile = load_profile("sim")
+    session = CallSession("janus+http://127.0.0.1:9/janus?room=1", profile, lambda event: None,
+                          audio_beam=settings.audio_beam)
+    with open_microphone(profile.microphone) as microphone:
+        processor = session._audio_processor(microphone)
+    beam = next(stage for stage in processor.stages if stage.name == "beam")
+    assert beam.status()["method"] == "mvdr"
