@@ -24,6 +24,7 @@ log = logging.getLogger("roombox.terminal.conference")
 PLUGIN = "janus.plugin.videoroom"
 CONNECT_TIMEOUT_S = 15.0
 LEAVE_TIMEOUT_S = 3.0
+RESUBSCRIBE_DELAY_S = 1.0
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Subscription:
     feed: int
     display: str
     handle: int
+    pc: RTCPeerConnection | None = None
 
 
 class JanusVideoRoom(Conference):
@@ -50,11 +52,14 @@ class JanusVideoRoom(Conference):
         self._hooks: CallHooks | None = None
         self._lost = asyncio.Event()
         self._lost_reason = ""
+        self._group: asyncio.TaskGroup | None = None
+        self._closing = False
 
     async def run(self, hooks: CallHooks) -> None:
         self._hooks = hooks
         await self.api.create()
         async with asyncio.TaskGroup() as group:
+            self._group = group
             group.create_task(self.api.poll(), name="janus-poll")
             group.create_task(self._watch_lost(), name="janus-watch")
             while self.continuity.stale_sessions:
@@ -115,6 +120,8 @@ class JanusVideoRoom(Conference):
             await self.api.detach(handle)
             return
         pc = self._hooks.new_peer_connection()
+        self.subscriptions[feed].pc = pc
+        self._watch_subscription(pc, feed, display)
         await self._hooks.remote_added(str(feed), display, pc)
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         answer = await pc.createAnswer()
@@ -127,11 +134,34 @@ class JanusVideoRoom(Conference):
                                jsep={"type": "answer", "sdp": pc.localDescription.sdp})
         log.info("conference: subscribed to %s (feed %s)", display, feed)
 
-    async def _unsubscribe(self, feed: int) -> None:
+    def _watch_subscription(self, pc: RTCPeerConnection, feed: int, display: str) -> None:
+        """One participant's connection failing (ICE consent lost, DTLS error) costs that
+        participant, not the call: subscribe to them again while they are in the room."""
+        @pc.on("connectionstatechange")
+        def changed() -> None:
+            subscription = self.subscriptions.get(feed)
+            # "closed" too: when ICE dies aiortc closes the pc itself once DTLS has ended.
+            if (pc.connectionState not in ("failed", "closed") or subscription is None
+                    or subscription.pc is not pc or self._group is None or self._closing or self._lost.is_set()):
+                return
+            subscription.pc = None          # once per connection
+            log.warning("conference: the connection to %s %s; subscribing again", display, pc.connectionState)
+            try:
+                self._group.create_task(self._resubscribe(feed, display), name="janus-resubscribe")
+            except RuntimeError:            # the call is ending: its task group takes no more
+                pass
+
+    async def _resubscribe(self, feed: int, display: str) -> None:
+        await self._unsubscribe(feed, why="connection failed")
+        await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+        # If they left meanwhile, Janus refuses the join and _subscribe says so.
+        await self._subscribe({"id": feed, "display": display})
+
+    async def _unsubscribe(self, feed: int, why: str = "left") -> None:
         subscription = self.subscriptions.pop(feed, None)
         if subscription is None:
             return
-        log.info("conference: %s left (feed %s)", subscription.display, feed)
+        log.info("conference: %s %s (feed %s)", subscription.display, why, feed)
         await self._hooks.remote_removed(str(feed))
         try:
             await self.api.detach(subscription.handle)
@@ -187,6 +217,7 @@ class JanusVideoRoom(Conference):
         raise ConferenceLost(f"janus: {self._lost_reason}")
 
     async def close(self) -> None:
+        self._closing = True
         async with asyncio.timeout(LEAVE_TIMEOUT_S * 2):
             left = await self.api.close()
         if left is not None:

@@ -166,3 +166,24 @@ async def test_room_pin_is_used_and_a_wrong_one_ends_the_join_with_its_reason(in
                     "idle again after the rejected join")
         assert "unauthorized (wrong or missing PIN)" in terminal.machine.notices[-1]
         assert terminal.session is None
+
+
+async def test_one_participants_failed_connection_is_resubscribed_without_leaving_the_call(room):
+    janus_url, number = room
+    async with RemotePeer(janus_url, number, "alice", tone_hz=440) as alice:
+        async with running_terminal(MeetingSettings(meeting_url=meeting_url(janus_url, number))) as terminal:
+            await press(terminal, "join")
+            await until(lambda: terminal.machine.state == State.IN_CALL, JOIN_S, "in_call")
+            sink, feed = terminal.sink, str(alice.feed_id)
+            await until(lambda: sink.frames.get(feed, 0) >= 10, JOIN_S, "alice's video")
+            conference = terminal.session.conference
+            first_pc = conference.subscriptions[alice.feed_id].pc
+            # What ICE consent expiry does: aioice closes the connection under the transport.
+            ice = first_pc.getTransceivers()[0].receiver.transport.transport._connection
+            await ice.close()
+            await until(lambda: ("left", feed) in sink.log, JOIN_S, "alice's tile dropped with the dead connection")
+            await until(lambda: alice.feed_id in conference.subscriptions
+                        and conference.subscriptions[alice.feed_id].pc is not first_pc
+                        and sink.frames.get(feed, 0) >= 10, JOIN_S, "alice's video again on a new connection")
+            assert terminal.machine.state == State.IN_CALL and terminal.session.rejoins == 0, \
+                "the call itself went on"
