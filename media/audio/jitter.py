@@ -5,7 +5,7 @@ from the next packet's in-band FEC or, failing that, concealed by Opus's PLC.
 aiortc's audio ``JitterBuffer(16, prefetch=4)`` releases a frame only once the next four
 packets are there, so at 10 % loss it throws away ~40 % of the audio that did arrive, and
 it never conceals. ``OpusPlayout`` is the replacement's logic (no I/O, no clock of its
-own: tests drive it with recorded packet sequences); ``AudioReceiver`` wires it into one
+own: tests drive it with packet sequences made by libopus); ``AudioReceiver`` wires it into one
 aiortc RTCRtpReceiver (an instance attribute, as media/video/receiver.py does for video)
 and is the aiortc-shaped track whose ``recv()`` paces the frames out.
 
@@ -15,6 +15,9 @@ time) over the last ``WINDOW_PACKETS`` packets, ``delay`` one packet time (so th
 packet, which carries the FEC for this one, is normally there) plus the 95th percentile
 of the transit jitter plus a margin. Late packets raise the percentile, so the delay
 grows where the network is jittery and shrinks back as they leave the window.
+
+Packets are keyed by timestamp, so the copies media/audio/opus_sender.py sends at high loss
+(same timestamp, own sequence numbers) and any retransmitted duplicate are kept once.
 """
 from __future__ import annotations
 
