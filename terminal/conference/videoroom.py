@@ -145,11 +145,13 @@ class JanusVideoRoom(Conference):
                     or subscription.pc is not pc or self._group is None or self._closing or self._lost.is_set()):
                 return
             subscription.pc = None          # once per connection
-            log.warning("conference: the connection to %s %s; subscribing again", display, pc.connectionState)
+            resubscribe = self._resubscribe(feed, display)
             try:
-                self._group.create_task(self._resubscribe(feed, display), name="janus-resubscribe")
-            except RuntimeError:            # the call is ending: its task group takes no more
-                pass
+                self._group.create_task(resubscribe, name="janus-resubscribe")
+            except RuntimeError:            # the call is ending (its task group is shutting down)
+                resubscribe.close()
+                return
+            log.warning("conference: the connection to %s %s; subscribing again", display, pc.connectionState)
 
     async def _resubscribe(self, feed: int, display: str) -> None:
         await self._unsubscribe(feed, why="connection failed")
