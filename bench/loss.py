@@ -104,8 +104,16 @@ def main() -> None:
         spec = importlib.util.spec_from_file_location("bench_loss_audio", BENCH_DIR / "loss_audio.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        for row in asyncio.run(speech(args, module.measure_speech)):
-            print("speech", json.dumps({k: v for k, v in row.items() if not isinstance(v, (list, dict))}))
+        try:
+            rows = asyncio.run(speech(args, module.measure_speech))
+        finally:
+            module._stop_janus()          # its Janus and namespace
+        print("speech (bench/loss_audio.py): stack leg loss  STOI  PESQ-WB  missing%  latency ms")
+        for row in rows:
+            print(f"speech {row['stack']:5} {row['leg']:3} {row['percent']:4.0f} "
+                  f"{_fmt(row.get('stoi'), '5.3f')} {_fmt(row.get('pesq_wb'), '7.2f')} "
+                  f"{_fmt(row.get('missing') and 100 * row['missing'], '8.1f')} "
+                  f"{_fmt(row.get('latency_ms'), '10.0f')}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
 
