@@ -16,172 +16,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import os
 import shutil
-import subprocess
-import tempfile
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
+from terminal.loopback import janus as loopback
+
 JANUS_PORT = 8088
-JANUS_START_TIMEOUT_S = 10.0
-JANUS_STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 10.0
 EVENT_TIMEOUT_S = 10.0
-CLONE_NEWNET = 0x40000000
 
 
-@dataclass
-class JanusServer:
-    netns: str
-    directory: Path
-    pid: int
-    url: str
-
-    @property
-    def log(self) -> str:
-        return (self.directory / "janus.log").read_text(errors="replace")
-
-
-def _janus_lib_dir() -> Path:
-    for candidate in ("/usr/lib/x86_64-linux-gnu/janus", "/usr/lib/aarch64-linux-gnu/janus",
-                      "/usr/lib/janus"):
-        if Path(candidate, "plugins", "libjanus_videoroom.so").exists():
-            return Path(candidate)
-    out = subprocess.run(["dpkg", "-L", "janus"], capture_output=True, text=True, timeout=10).stdout
-    for line in out.splitlines():
-        if line.endswith("/plugins/libjanus_videoroom.so"):
-            return Path(line).parent.parent
-    raise RuntimeError("janus: plugins directory not found (is the Debian 'janus' package installed?)")
-
-
-def _write_config(directory: Path, port: int) -> None:
-    lib = _janus_lib_dir()
-    (directory / "janus.jcfg").write_text(f"""
-general: {{
-    configs_folder = "{directory}"
-    plugins_folder = "{lib}/plugins"
-    transports_folder = "{lib}/transports"
-    events_folder = "{lib}/events"
-    loggers_folder = "{lib}/loggers"
-    debug_level = 4
-    interface = "127.0.0.1"
-    server_name = "roombox-test"
-    session_timeout = 60
-}}
-media: {{
-    rtp_port_range = "20000-20999"
-    ipv6 = false
-    no_media_timer = 2
-}}
-nat: {{
-    ice_enforce_list = "jlo0"
-    ignore_mdns = true
-    full_trickle = false
-}}
-plugins: {{
-    disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so"
-}}
-transports: {{
-    disable = "libjanus_websockets.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so"
-}}
-loggers: {{
-    disable = "libjanus_jsonlog.so"
-}}
-events: {{
-    broadcast = false
-    disable = "libjanus_gelfevh.so,libjanus_mqttevh.so,libjanus_nanomsgevh.so,libjanus_rabbitmqevh.so,libjanus_sampleevh.so,libjanus_wsevh.so"
-}}
-""")
-    (directory / "janus.transport.http.jcfg").write_text(f"""
-general: {{ json = "plain", base_path = "/janus", http = true, port = {port}, ip = "127.0.0.1", https = false, acl = "127." }}
-admin: {{ admin_http = false, admin_https = false }}
-""")
-    (directory / "janus.plugin.videoroom.jcfg").write_text("general: { string_ids = false }\n")
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def create_netns(name: str) -> None:
-    """A namespace with lo and jlo0 (ifb; this kernel has no dummy), both holding 127.0.0.1."""
-    _ip("netns", "add", name)
-    _ip("-n", name, "link", "set", "lo", "up")
-    try:
-        _ip("-n", name, "link", "add", "jlo0", "type", "dummy")
-    except subprocess.CalledProcessError:
-        _ip("-n", name, "link", "add", "jlo0", "type", "ifb")
-    _ip("-n", name, "addr", "add", "127.0.0.1/32", "dev", "jlo0")
-    _ip("-n", name, "link", "set", "jlo0", "up")
-
-
-def delete_netns(name: str) -> None:
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+# The server itself is the product's loopback Janus (terminal/loopback/janus.py, which
+# `roombox demo` uses): the tests run exactly what users run.
+JanusServer = loopback.LoopbackJanus
+create_netns = loopback.create_netns
+delete_netns = loopback.delete_netns
+netns_entered = loopback.entered
+stop_janus = loopback.stop
 
 
 def start_janus(netns: str, port: int = JANUS_PORT) -> JanusServer:
     """Start Janus inside ``netns``; returns once its HTTP API is up (or raises with its log)."""
-    directory = Path(tempfile.mkdtemp(prefix="janus-test-"))
-    _write_config(directory, port)
-    log = open(directory / "janus.log", "wb")
-    process = subprocess.Popen(["ip", "netns", "exec", netns, "janus", "-C", str(directory / "janus.jcfg"),
-                                "-F", str(directory), "-o"], stdout=log, stderr=subprocess.STDOUT,
-                               cwd=directory)
-    log.close()
-    server = JanusServer(netns, directory, process.pid, f"http://127.0.0.1:{port}/janus")
-    deadline = time.monotonic() + JANUS_START_TIMEOUT_S
-    while "HTTP webserver started" not in server.log:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_janus(server)
-            raise RuntimeError(f"janus did not start within {JANUS_START_TIMEOUT_S} s:\n{server.log[-2000:]}")
-        time.sleep(0.05)
-    return server
-
-
-def stop_janus(server: JanusServer) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(server.pid, 15)
-    deadline = time.monotonic() + JANUS_STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(server.pid, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid:
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server.pid, 9)
-    shutil.rmtree(server.directory, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def netns_entered(name: str) -> Iterator[None]:
-    """Move the calling thread into network namespace ``name`` and back afterwards.
-    Sockets keep the namespace they were created in."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {name} failed")
-        try:
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back to the original namespace failed")
-    finally:
-        os.close(home)
-        os.close(target)
+    return loopback.start(netns, port)
 
 
 def only_loopback_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
