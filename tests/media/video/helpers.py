@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable
 
 from aiortc import RTCPeerConnection
 
-POLL_S = 0.01
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Await a condition that has no event of its own (e.g. an RTCP counter), with a timeout."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                await asyncio.sleep(POLL_S)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+from tests.wait import until  # noqa: F401  (the video tests import it from here)
 
 
 async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:

@@ -72,7 +72,11 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
     decoder = av.CodecContext.create("h264", "r")
     frames = [f for p, _ in recorder.packets for f in decoder.decode(av.Packet(bytes(p)))]
     assert len(frames) == len(recorder.packets)
-    counters = [stamps.read_frame(f).counter for f in frames]
+    reads = [stamps.read_frame(f) for f in frames]
+    # At 300 kbit/s a frame encoded after a stall of a loaded machine can come out too soft
+    # for its stamp (seen 1 in ~10 runs under load); order is what this test is about.
+    assert sum(r is None for r in reads) <= 2, f"unreadable stamps: {[i for i, r in enumerate(reads) if r is None]}"
+    counters = [r.counter for r in reads if r is not None]
     assert counters == sorted(set(counters))
 
 
