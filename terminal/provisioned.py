@@ -204,7 +204,6 @@ class ProvisioningLink:
         try:
             if not self._apply(provisioned, f"trying configuration version {version}"):
                 return False, self.problem
-            await asyncio.sleep(0)    # let the dispatcher apply it before we judge
             lost = self.terminal.machine.lost_devices
             if lost:
                 kind, why = next(iter(lost.items()))
