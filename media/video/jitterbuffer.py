@@ -124,6 +124,7 @@ class MarkerJitterBuffer(JitterBuffer):
         self.deadline_skips = 0
         self.late_packets = 0
         self.duplicates = 0
+        self.padding_packets = 0
         self.nacks_sent = 0
         self.recovered = 0
 
@@ -221,6 +222,13 @@ class MarkerJitterBuffer(JitterBuffer):
 
     def _release(self, now: float) -> None:
         while True:
+            head = self._packets.get(self._next_seq)
+            if head is not None and not head._data and not head.marker:
+                # Padding only (Chromium probes bandwidth this way): it takes a sequence
+                # number but belongs to no frame; without this the head frame never forms.
+                self._forget_through(self._next_seq)
+                self.padding_packets += 1
+                continue
             frame = self._complete_frame_at(self._next_seq)
             if frame is not None:
                 packets, end_seq = frame
@@ -286,8 +294,26 @@ class MarkerJitterBuffer(JitterBuffer):
         head = self._packets.get(self._next_seq)
         if self.needs_keyframe and head is not None and not _starts_keyframe(head._data):
             return True
+        if self._head_cannot_complete():
+            return True
         return any(_starts_keyframe(p._data) and self._complete_frame_at(s) is not None
                    for s, p in self._packets.items() if s != self._next_seq)
+
+    def _head_cannot_complete(self) -> bool:
+        """The held packets from the head on change timestamp before any marker, with none
+        missing in between: that frame can never complete, and no NACK will help."""
+        head = self._packets.get(self._next_seq)
+        seq = self._next_seq
+        while head is not None:
+            packet = self._packets.get(seq)
+            if packet is None:
+                return False                 # a gap: a retransmission may still fill it
+            if packet.timestamp != head.timestamp:
+                return True
+            if packet.marker:
+                return False
+            seq = (seq + 1) & 0xFFFF
+        return False
 
     def _frame_starts(self) -> list[int]:
         """Held sequence numbers known to open a frame, in sequence order: the packet after
@@ -354,6 +380,7 @@ class MarkerJitterBuffer(JitterBuffer):
                 "dropped": self.frames_dropped, "gaps_given_up": self.gaps_given_up,
                 "deadline_skips": self.deadline_skips,
                 "late_packets": self.late_packets, "duplicates": self.duplicates,
+                "padding_packets": self.padding_packets,
                 "nacks": self.nacks_sent, "recovered": self.recovered,
                 "nack_interval_ms": round(self.nack_interval * 1000, 1),
                 "budget_ms": round(self._budget() * 1000)}

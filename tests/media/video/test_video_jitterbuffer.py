@@ -258,3 +258,30 @@ def test_repairs_that_come_late_lengthen_the_deadline_up_to_the_budget():
     assert h.buffer.deadline_skips < 10, "once the deadline grew, the last repairs were waited for"
     assert h.buffer._budget() >= 0.2 > short, f"budget {h.buffer._budget():.3f} s"
     assert h.buffer._budget() <= LATENCY_BUDGET_S
+
+
+def test_padding_between_frames_is_consumed_and_video_goes_on():
+    # Chromium probes bandwidth with padding-only RTP packets in the media stream: they
+    # take sequence numbers, carry the previous frame's timestamp and no payload.
+    h = Harness()
+    h.add(packet(100, 0, True, IDR))
+    for seq in (101, 102, 103):
+        h.add(packet(seq, 0, False, b""))
+    h.add(packet(104, 3000, True, P))
+    h.add(packet(105, 6000, False, P))
+    h.add(packet(106, 6000, True, FU))
+    assert [(i, k) for i, k, _ in h.released] == [(0, True), (1, False), (2, False)]
+    assert h.buffer.status()["padding_packets"] == 3 and h.plis == 0 and h.buffer.frames_dropped == 0
+
+
+def test_a_frame_that_cannot_complete_is_skipped_without_waiting_for_a_deadline():
+    # Contiguous packets whose timestamp changes before the head frame's marker: no NACK
+    # can help, so the buffer moves on at once (and waits for a keyframe).
+    h = Harness()
+    h.add(packet(10, 0, True, IDR))
+    h.add(packet(11, 3000, False, P))            # its marker packet never comes...
+    h.add(packet(12, 6000, True, P))             # ...and the next frame is already here
+    h.add(packet(13, 9000, False, IDR))
+    h.add(packet(14, 9000, True, FU))
+    assert [(i, k) for i, k, _ in h.released] == [(0, True), (3, True)]
+    assert h.buffer.frames_dropped >= 1 and h.plis == 1
