@@ -34,6 +34,7 @@ log = logging.getLogger("roombox.media.video")
 REOPEN_BITRATE_CHANGE = 0.2
 LOAD_EWMA_ALPHA = 0.1
 MAX_IN_FLIGHT = 4
+SELF_VIEW_WAIT_S = 2.0       # at the end of a call, for a keyframe still being decoded
 THREAD_JOIN_TIMEOUT_S = 2.0
 
 
@@ -202,11 +203,17 @@ class VideoEncoder:
             self.frames_in += 1
             self._fan_out([first])
         packets = self.choice.packets
+        self_view: asyncio.Future | None = None
         try:
             async for packet in packets:
                 self.frames_in += 1
                 self.frames_encoded += 1
                 self._fan_out([packet])
+                if self.frame_listeners and packet.is_keyframe and (self_view is None or self_view.done()):
+                    # No raw frames on this path: the self-view shows each keyframe, decoded on
+                    # a worker thread (one at a time; packets never wait for it).
+                    self_view = asyncio.get_running_loop().run_in_executor(
+                        None, self._show_keyframe, bytes(packet))
                 self._forward_keyframe_request()      # one deferred by the minimum gap
                 target = self.target_bitrate_bps
                 if target not in (self._applied_bitrate_bps, self._camera_bitrate_tried):
@@ -214,6 +221,21 @@ class VideoEncoder:
                     await self._forward_bitrate(target)
         finally:
             await packets.aclose()   # stops the camera's encoder
+            if self_view is not None:
+                await asyncio.wait([self_view], timeout=SELF_VIEW_WAIT_S)
+
+    def _show_keyframe(self, data: bytes) -> None:
+        """Decode one keyframe (it carries SPS/PPS) and hand the picture to the listeners."""
+        try:
+            decoder = av.CodecContext.create("h264", "r")
+            decoder.flags |= av.codec.context.Flags.low_delay
+            frames = decoder.decode(av.Packet(data)) or decoder.decode(None)
+        except av.FFmpegError as exc:
+            log.debug("video: self-view keyframe not decodable (%s)", exc)
+            return
+        for frame in frames[-1:]:
+            for listener in self.frame_listeners:
+                listener(frame)
 
     def _forward_keyframe_request(self) -> None:
         if self.choice.packets is None or self._camera_controls.get("keyframe") is False:

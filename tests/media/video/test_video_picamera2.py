@@ -33,6 +33,8 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
         recorder = Recorder(10)
         encoder.add_output(recorder)
         recorder.start()
+        self_view: list[av.VideoFrame] = []          # the room screen's self-view listener
+        encoder.frame_listeners.append(self_view.append)
         async with running(encoder):
             async with asyncio.timeout(WAIT_S):
                 await recorder.enough.wait()
@@ -72,6 +74,10 @@ async def test_probing_chooses_picamera2_and_steers_its_encoder(fake_picamera2):
     decoder = av.CodecContext.create("h264", "r")
     frames = [f for p, _ in recorder.packets for f in decoder.decode(av.Packet(bytes(p)))]
     assert len(frames) == len(recorder.packets)
+    # No raw frames on the camera-encoded path: the self-view gets each keyframe, decoded.
+    assert self_view and {(f.width, f.height) for f in self_view} == {(320, 240)}
+    assert len(self_view) <= sum(k for _, k in recorder.packets)
+    assert all(stamps.read_frame(f) is not None for f in self_view), "real pictures, stamps readable"
     reads = [stamps.read_frame(f) for f in frames]
     # At 300 kbit/s a frame encoded after a stall of a loaded machine can come out too soft
     # for its stamp (seen in 3 of about 12 runs at load average 5-10); order is what this
