@@ -26,6 +26,9 @@ def ink_fraction(image: np.ndarray, rect, background=BACKGROUND) -> float:
     return float((np.abs(area - np.array(background)).sum(axis=2) > 60).mean())
 
 
+OCR_MIN_HEIGHT_PX = 48
+
+
 def ocr(image: np.ndarray, rect, tmp_path) -> str:
     """Tesseract's reading of one line of text in ``rect``, lower-cased, spaces collapsed."""
     if shutil.which("tesseract") is None:
@@ -33,6 +36,11 @@ def ocr(image: np.ndarray, rect, tmp_path) -> str:
     x, y, w, h = rect
     pad = max(8, h // 3)
     area = np.ascontiguousarray(image[max(0, y - pad):y + h + pad, max(0, x - pad):x + w + pad])
+    if h < OCR_MIN_HEIGHT_PX:
+        # Tesseract reads small type unreliably (a name label over moving video once read
+        # "jomas" for "jonas"): enlarge the crop, the pixels themselves are unchanged.
+        factor = -(-OCR_MIN_HEIGHT_PX // h)
+        area = np.ascontiguousarray(area.repeat(factor, axis=0).repeat(factor, axis=1))
     path = tmp_path / "line.png"
     pygame.image.save(pygame.surfarray.make_surface(area.transpose(1, 0, 2)), str(path))
     done = subprocess.run(["tesseract", str(path), "-", "-l", "eng", "--psm", "7"],
