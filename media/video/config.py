@@ -51,6 +51,10 @@ class VideoConfig:
     ``keyframe_interval_s``: periodic IDR spacing; viewers' PLI/FIR add keyframes on demand,
     at most one per ``keyframe_min_gap_s`` (a storm of PLIs must not turn the stream into
     all-intra). ``max_width``/``max_height``/``max_fps`` cap the camera's size (0 = camera's).
+    ``fec``: parity packets inside the H.264 stream (fec.py), sized for the loss the SFU
+    reports on our leg but never for less than ``fec_min_loss_pct``: the loss between the
+    SFU and each viewer never comes back to us, so the floor protects those legs. The
+    parity's bytes come out of the same bitrate (0 % floor and a clean leg: no parity).
     """
 
     encoder: str = choices("auto", *ENCODERS, default="auto")
@@ -65,6 +69,8 @@ class VideoConfig:
     max_fps: int = bounded(0, 0, 60)
     ladder: tuple[str, ...] = ("1920x1080@30", "1280x720@30", "1280x720@15", "640x360@15")
     adapt: bool = True
+    fec: bool = True
+    fec_min_loss_pct: float = bounded(10.0, 0.0, 50.0)
 
     def __post_init__(self) -> None:
         if not self.min_bitrate_bps <= self.bitrate_bps <= self.max_bitrate_bps:

@@ -32,6 +32,8 @@ from typing import Any, Callable
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
+from media.video.fec_stream import FecRepair
+
 LATENCY_BUDGET_S = 0.25       # Janus NACKs a publisher again at ~155 ms; its answer comes later
 BUDGET_FLOOR_S = 0.06
 BUDGET_NACK_ROUNDS = 4
@@ -106,6 +108,7 @@ class MarkerJitterBuffer(JitterBuffer):
         # for packets that came after we gave up on them (they say the deadline was short).
         self._repair_delays: deque[float] = deque(maxlen=REPAIR_SAMPLES)
         self._given_up: dict[int, float] = {}      # seq → when it was known missing
+        self._fec_delays: deque[float] = deque(maxlen=REPAIR_SAMPLES)   # loss → rebuilt
         self._blocked_since: float | None = None
         self._last_poll: float | None = None
         self._lagging = False
@@ -117,6 +120,10 @@ class MarkerJitterBuffer(JitterBuffer):
         # first dropped non-keyframe asks for one.
         self._pli_wanted = False
         self.ssrc: int | None = None
+        # In-band FEC (fec.py): parity packets sit in the stream as empty placeholders, and
+        # sequence numbers known to be parity are filled with placeholders even if lost.
+        self.fec = FecRepair()
+        self._known_parity: dict[int, int] = {}   # seq → timestamp of its access unit
         self.frames_released = 0
         self.keyframes_released = 0
         self.frames_dropped = 0
@@ -127,6 +134,8 @@ class MarkerJitterBuffer(JitterBuffer):
         self.padding_packets = 0
         self.nacks_sent = 0
         self.recovered = 0
+        self.fec_rebuilt = 0
+        self.parity_placeholders = 0
 
     def request_keyframe(self) -> None:
         """Drop frames until a keyframe and ask the sender for one (e.g. decoder error)."""
@@ -148,19 +157,42 @@ class MarkerJitterBuffer(JitterBuffer):
         if delta >= MAX_BUFFERED_PACKETS:
             self._restart_at(seq)          # the stream jumped (sender restart, SSRC reuse)
             delta = 0
+        parity = self.fec.parse(packet)
+        if parity is not None:
+            # Filed even when its slot is already taken by a placeholder or released: its
+            # block may still rebuild the frame before it.
+            packet._data = b""         # no picture in it; a decoder would skip it anyway
+            for known, timestamp in self.fec.on_parity(packet, parity):
+                if seq_delta(known, self._next_seq) >= 0:
+                    self._known_parity.setdefault(known, timestamp)
         if delta < 0:
-            self.late_packets += 1         # already released or given up
+            self.late_packets += parity is None     # already released or given up
             since = self._given_up.pop(seq, None)
             if since is not None:
                 self._repair_delays.append(now - since)
         elif seq in self._packets:
-            self.duplicates += 1           # a retransmission answered twice
+            self.duplicates += parity is None or self._packets[seq].payload == packet.payload
         else:
             self._store(packet, now)
+        if parity is not None or seq in self._packets:
+            self._fill_known_parity()
+            for rebuilt in self.fec.rebuild(set(self._missing), self._packets):
+                self._store(rebuilt, now, rebuilt_by_fec=True)
             self._release(now)
         return self._take_pli(now), None
 
-    def _store(self, packet: RtpPacket, now: float) -> None:
+    def _fill_known_parity(self) -> None:
+        """Missing sequence numbers that parity packets say are parity: nothing of the
+        picture is lost there, so they take an empty placeholder instead of a NACK."""
+        for seq in [s for s in self._known_parity if s in self._missing]:
+            placeholder = RtpPacket(sequence_number=seq, timestamp=self._known_parity[seq])
+            placeholder._data = b""
+            self._packets[seq] = placeholder
+            del self._missing[seq]
+            self._nacked.pop(seq, None)
+            self.parity_placeholders += 1
+
+    def _store(self, packet: RtpPacket, now: float, rebuilt_by_fec: bool = False) -> None:
         seq = packet.sequence_number
         self._packets[seq] = packet
         if seq_delta(seq, self._highest) > 0:
@@ -169,6 +201,13 @@ class MarkerJitterBuffer(JitterBuffer):
                 self._missing[s] = now
                 s = (s + 1) & 0xFFFF
             self._highest = seq
+        elif rebuilt_by_fec:
+            # Not a retransmission: its delay says nothing about how long NACKs take, but
+            # says how long the parity (sent with the next frame) takes to come.
+            if (since := self._missing.pop(seq, None)) is not None:
+                self._fec_delays.append(now - since)
+            self._nacked.pop(seq, None)
+            self.fec_rebuilt += 1
         elif (since := self._missing.pop(seq, None)) is not None:
             self._repair_delays.append(now - since)
             nacked = self._nacked.pop(seq, None)
@@ -183,6 +222,8 @@ class MarkerJitterBuffer(JitterBuffer):
         self._packets.clear()
         self._missing.clear()
         self._nacked.clear()
+        self._known_parity.clear()
+        self.fec.clear()
         self._next_seq = self._highest = seq
         self._blocked_since = None
         self._at_frame_start = False
@@ -224,10 +265,10 @@ class MarkerJitterBuffer(JitterBuffer):
         while True:
             head = self._packets.get(self._next_seq)
             if head is not None and not head._data and not head.marker:
-                # Padding only (Chromium probes bandwidth this way): it takes a sequence
-                # number but belongs to no frame; without this the head frame never forms.
+                # Padding only (Chromium probes bandwidth this way), or FEC parity: it takes
+                # a sequence number but holds no picture; without this the head frame never forms.
+                self.padding_packets += not head.payload and self._next_seq not in self._known_parity
                 self._forget_through(self._next_seq)
-                self.padding_packets += 1
                 continue
             frame = self._complete_frame_at(self._next_seq)
             if frame is not None:
@@ -275,14 +316,16 @@ class MarkerJitterBuffer(JitterBuffer):
     def _budget(self) -> float:
         """How long a blocked frame may wait, within ``BUDGET_FLOOR_S``..``budget_s``: a few
         NACK rounds, or longer when repairs are measured to take longer (the 90th
-        percentile of loss→arrival delays, late arrivals included, plus a margin).
+        percentile of loss→arrival delays, late arrivals included, plus a margin; the same
+        for loss→FEC rebuild, the parity coming with the next frame).
         Janus 1.1.2 answers a viewer's NACK once per 200 ms: there, waiting past the first
         answer mostly adds freeze. A publisher leg is repaired by Janus's own NACKs to the
         publisher at ~12 ms and ~155 ms: there, the second round is worth waiting for."""
         wanted = BUDGET_NACK_ROUNDS * self.nack_interval
-        if len(self._repair_delays) >= 8:
-            ordered = sorted(self._repair_delays)
-            wanted = max(wanted, REPAIR_MARGIN * ordered[int(REPAIR_QUANTILE * (len(ordered) - 1))])
+        for delays in (self._repair_delays, self._fec_delays):
+            if len(delays) >= 8:
+                ordered = sorted(delays)
+                wanted = max(wanted, REPAIR_MARGIN * ordered[int(REPAIR_QUANTILE * (len(ordered) - 1))])
         return min(self.budget_s, max(BUDGET_FLOOR_S, wanted))
 
     def _keyframe_arriving(self) -> bool:
@@ -348,9 +391,10 @@ class MarkerJitterBuffer(JitterBuffer):
             self._given_up[seq] = self._missing.pop(seq)
         while len(self._given_up) > GIVEN_UP_KEPT:
             del self._given_up[next(iter(self._given_up))]
-        for table in (self._packets, self._nacked):
+        for table in (self._packets, self._nacked, self._known_parity):
             for seq in [s for s in table if seq_delta(s, end_seq) <= 0]:
                 del table[seq]
+        self.fec.forget(lambda first: seq_delta(first, end_seq) > 0)
         self._next_seq = (end_seq + 1) & 0xFFFF
         if seq_delta(self._highest, self._next_seq) < 0:
             self._highest = end_seq
@@ -382,5 +426,7 @@ class MarkerJitterBuffer(JitterBuffer):
                 "late_packets": self.late_packets, "duplicates": self.duplicates,
                 "padding_packets": self.padding_packets,
                 "nacks": self.nacks_sent, "recovered": self.recovered,
+                "fec_parity": self.fec.parity_received, "fec_rebuilt": self.fec_rebuilt,
+                "fec_placeholders": self.parity_placeholders,
                 "nack_interval_ms": round(self.nack_interval * 1000, 1),
                 "budget_ms": round(self._budget() * 1000)}

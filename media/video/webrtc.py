@@ -28,6 +28,7 @@ from aiortc.sdp import SessionDescription
 from media.net import tolerate_loss_on
 from media.video.encoder import VideoEncoder
 from media.video.errors import CodecNotNegotiated
+from media.video.fec_stream import ProtectedH264Packer
 from media.video.ladder import QualityLadder
 from media.video.lossrate import LossRate
 from media.video.outputs import EncodedOutput
@@ -38,6 +39,8 @@ log = logging.getLogger("roombox.media.video")
 TRACK_QUEUE_PACKETS = 4
 # Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
 REMB_SHARE = 0.9
+LOSS_SMOOTHING = 0.5            # weight of the newest receiver report for FEC planning
+SHARE_MIN_BYTES = 20_000        # bytes sent before the picture's share of them is re-measured
 
 
 def h264_codecs(kind: str = "video") -> list:
@@ -120,11 +123,20 @@ class VideoSender:
         self.extra_retransmissions = 0
         config = encoder.config
         self.loss_rate = LossRate(config.bitrate_bps, config.min_bitrate_bps, config.max_bitrate_bps)
+        self.fec_floor = config.fec_min_loss_pct / 100
+        self.packer = ProtectedH264Packer(self.fec_floor) if config.fec else None
+        self.smoothed_loss = 0.0
+        self.data_share = 1.0
+        self._share_mark = (0, 0)
 
     def attach(self, pc: RTCPeerConnection) -> RTCRtpTransceiver:
         """Add the send-only video transceiver (H.264 only) and start feeding it."""
         self.transceiver = pc.addTransceiver(self.track, direction="sendonly")
         self.transceiver.setCodecPreferences(h264_codecs())
+        if self.packer is not None:
+            # aiortc fills its (name-mangled) encoder slot lazily with its own packer; filled
+            # first, ours is used. Only H.264 is ever negotiated here (check_negotiated).
+            self.transceiver.sender._RTCRtpSender__encoder = self.packer
         self._tap_rtcp(self.transceiver.sender)
         # aioice would close the call after ~30 s of heavy loss (media/net/consent.py).
         self.consent = tolerate_loss_on(self.transceiver.sender.transport)
@@ -191,6 +203,9 @@ class VideoSender:
                 if report.ssrc == ssrc:
                     self.fraction_lost = report.fraction_lost / 256
                     self.loss_rate.on_report(self.fraction_lost)
+                    self.smoothed_loss += LOSS_SMOOTHING * (self.fraction_lost - self.smoothed_loss)
+                    if self.packer is not None:
+                        self.packer.expected_loss = max(self.fec_floor, self.smoothed_loss)
             self._steer()
 
     def allowed_bps(self) -> int:
@@ -202,12 +217,30 @@ class VideoSender:
 
     def _steer(self) -> None:
         allowed = self.allowed_bps()
-        self.encoder.set_target_bitrate(allowed)
+        # The parity rides in the same budget: the picture gets its measured share of it.
+        self.encoder.set_target_bitrate(int(allowed * self._measure_data_share()))
         if self.ladder is not None:
             self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
 
+    def _measure_data_share(self) -> float:
+        if self.packer is None:
+            return 1.0
+        data, parity = self.packer.data_bytes, self.packer.parity_bytes
+        sent_data, sent_parity = data - self._share_mark[0], parity - self._share_mark[1]
+        if sent_data + sent_parity >= SHARE_MIN_BYTES:
+            self.data_share = sent_data / (sent_data + sent_parity)
+            self._share_mark = (data, parity)
+        return self.data_share
+
+    def fec_status(self) -> dict[str, Any] | None:
+        if self.packer is None:
+            return None
+        return {"expected_loss": round(self.packer.expected_loss, 3),
+                "parity_packets": self.packer.parity_packets,
+                "data_share": round(self.data_share, 3)}
+
     def status(self) -> dict[str, Any]:
-        return {"codec": self.codec, "pli": self.pli_count, "fir": self.fir_count,
+        return {"codec": self.codec, "fec": self.fec_status(), "pli": self.pli_count, "fir": self.fir_count,
                 "remb": self.remb_count, "remb_bps": self.remb_bps,
                 "fraction_lost": round(self.fraction_lost, 3),
                 "target_bps": self.allowed_bps(), "rate_reason": self.loss_rate.last_reason,

@@ -97,6 +97,19 @@ class CameraTrack(MediaStreamTrack):
 
 # ---- one call ---------------------------------------------------------------------------
 
+def fec_options(stack: str) -> dict:
+    """Video config for a stack name: "ours" (defaults), "ours-nofec" (in-band FEC off),
+    "ours-fec20" (FEC planned for at least 20 % loss)."""
+    variant = stack.removeprefix("ours").removeprefix("-")
+    if not variant:
+        return {}
+    if variant == "nofec":
+        return {"fec": False}
+    if variant.startswith("fec") and variant[3:].isdigit():
+        return {"fec_min_loss_pct": float(variant[3:])}
+    raise ValueError(f"stack {stack!r}: expected ours, ours-nofec or ours-fecNN")
+
+
 async def _owned_task(ctx: contextlib.AsyncExitStack, coro) -> asyncio.Task:
     """A task that ``ctx`` cancels and awaits on exit."""
     task = asyncio.create_task(coro)
@@ -113,9 +126,9 @@ async def _owned_task(ctx: contextlib.AsyncExitStack, coro) -> asyncio.Task:
 async def _publish(stack: str, camera: RecordingCamera, client: J.JanusClient, room: int,
                    pc: RTCPeerConnection, ctx: contextlib.AsyncExitStack) -> tuple[int, dict]:
     """Start the publisher; returns the feed id and a dict its status lands in."""
-    if stack == "ours":
+    if stack.startswith("ours"):
         config = VideoConfig(encoder="libx264", bitrate_bps=BITRATE_BPS, keyframe_interval_s=10,
-                             adapt=False)
+                             adapt=False, **fec_options(stack))
         encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
         await _owned_task(ctx, encoder.run())
         sender = VideoSender(encoder, adapt=False)
@@ -131,7 +144,7 @@ async def _publish(stack: str, camera: RecordingCamera, client: J.JanusClient, r
 
 async def _frames(stack: str, client, room, feed, pc, stack_ctx: contextlib.AsyncExitStack):
     """Subscribe; returns (async frame getter, status getter)."""
-    if stack == "ours":
+    if stack.startswith("ours"):
         receiver = await stack_ctx.enter_async_context(VideoReceiver())
         await J.subscribe(client, room, feed, pc, receiver.attach)
         return receiver.recv, receiver.status
