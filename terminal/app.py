@@ -40,6 +40,7 @@ IDENTIFY_PATTERN = ("white", "blink")   # the provisioning command "identify"
 BOARD_REFRESH_S = 10.0
 LEAVE_TIMEOUT_S = 10.0
 ICE_HOSTS_ENV = "ROOMBOX_ICE_HOST_ADDRESSES"   # e.g. "127.0.0.1" in a loopback-only namespace
+LOSS_FLOOR_ENV = "ROOMBOX_LOSS_FLOOR_PCT"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class MeetingSettings:
     audio_stages: tuple[str, ...] | None = None  # None: media/audio's default chain; (): none
     audio_beam: str = "delay-and-sum"            # or "mvdr", "superdirective" (media.audio.beamformer)
     video: Any = None          # media.video.VideoConfig, or None for its defaults
+    # Loss to plan for on the legs the box cannot see (SFU -> each viewer): None keeps the
+    # defaults (video FEC 10 %, audio 20 %); a site on bad Wi-Fi raises it.
+    loss_floor_pct: float | None = None
 
     def __post_init__(self) -> None:
         from terminal.conference import parse_meeting_url
@@ -65,6 +69,8 @@ class MeetingSettings:
         from media.audio.beamformer import METHODS
         if self.audio_beam not in METHODS:
             raise ValueError(f"ROOMBOX_AUDIO_BEAM must be one of {', '.join(METHODS)}, got {self.audio_beam!r}")
+        if self.loss_floor_pct is not None and not 0 <= self.loss_floor_pct <= 50:
+            raise ValueError(f"{LOSS_FLOOR_ENV} must be a percentage from 0 to 50, got {self.loss_floor_pct!r}")
         if self.calendar_url and not self.calendar_url.startswith(("http://", "https://")):
             raise ValueError(f"calendar URL must start with http:// or https://, got {self.calendar_url!r}")
 
@@ -74,7 +80,8 @@ class MeetingSettings:
         back to the local config in the environment (systemd reads /etc/roombox/roombox.env):
         ROOMBOX_MEETING, ROOMBOX_CALENDAR, ROOMBOX_DISPLAY_NAME, and one TURN server as
         ROOMBOX_TURN_URL (turn:/turns:), ROOMBOX_TURN_USERNAME, ROOMBOX_TURN_CREDENTIAL, and
-        ROOMBOX_AUDIO_BEAM (delay-and-sum, the default; mvdr; superdirective)."""
+        ROOMBOX_AUDIO_BEAM (delay-and-sum, the default; mvdr; superdirective), and
+        ROOMBOX_LOSS_FLOOR_PCT (loss the video FEC and the audio redundancy plan for at least)."""
         import os
 
         from terminal.control import default_path
@@ -85,7 +92,18 @@ class MeetingSettings:
                    display_name=env.get("ROOMBOX_DISPLAY_NAME") or "roombox",
                    ice_servers=_turn_from_env(env), ice_host_addresses=hosts,
                    audio_beam=env.get("ROOMBOX_AUDIO_BEAM") or "delay-and-sum",
+                   loss_floor_pct=_percent_from_env(env, LOSS_FLOOR_ENV),
                    control_path=args.control_socket or default_path())
+
+
+def _percent_from_env(env: Any, key: str) -> float | None:
+    text = env.get(key, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text.removesuffix("%"))
+    except ValueError:
+        raise ValueError(f"{key} must be a percentage from 0 to 50, got {text!r}") from None
 
 
 def _turn_from_env(env: Any) -> tuple[Any, ...]:
@@ -259,7 +277,7 @@ class Terminal:
                 video_config=self.settings.video, display_name=self.settings.display_name,
                 verify_tls=self.settings.verify_tls, encoder_name=self._encoder_name,
                 encoder_probed=self._encoder_probed, audio_stages=self.settings.audio_stages,
-                audio_beam=self.settings.audio_beam)
+                audio_beam=self.settings.audio_beam, loss_floor_pct=self.settings.loss_floor_pct)
             self.session.set_muted(self.machine.is_muted)
             try:
                 await self.session.run()

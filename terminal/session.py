@@ -10,6 +10,7 @@ and the speaker released. The session never changes the terminal's state itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import random
@@ -86,7 +87,8 @@ class CallSession:
                  video_config: VideoConfig | None = None, display_name: str = "roombox",
                  verify_tls: bool | str = True, encoder_name: str | None = None,
                  encoder_probed: dict[str, Any] | None = None,
-                 audio_stages: tuple[str, ...] | None = None, audio_beam: str = "delay-and-sum") -> None:
+                 audio_stages: tuple[str, ...] | None = None, audio_beam: str = "delay-and-sum",
+                 loss_floor_pct: float | None = None) -> None:
         self.meeting = parse_meeting_url(meeting_url)   # MeetingRejected for a bad URL
         self.encoder_name = encoder_name
         # Why that encoder won when the chain was last probed ({"reason", "rejected"}), so
@@ -99,6 +101,10 @@ class CallSession:
         self.sink = sink if sink is not None else RecordingSink()
         self.ice_servers = list(ice_servers)
         self.video_config = video_config or VideoConfig()
+        # Loss planned for on the legs we cannot see (the SFU's to each viewer); None: defaults.
+        self.loss_floor_pct = loss_floor_pct
+        if loss_floor_pct is not None:
+            self.video_config = dataclasses.replace(self.video_config, fec_min_loss_pct=loss_floor_pct)
         self.display_name = display_name
         self.verify_tls = verify_tls
         self.encoder: VideoEncoder | None = None
@@ -247,8 +253,14 @@ class CallSession:
         sender = VideoSender(self.encoder)
         sender.attach(pc)
         track = self.mic_feed.new_track()
-        LossResilientOpus().attach(pc.addTransceiver(track, direction="sendonly").sender)
+        self.opus_redundancy().attach(pc.addTransceiver(track, direction="sendonly").sender)
         self._senders.append((sender, track))
+
+    def opus_redundancy(self) -> LossResilientOpus:
+        """Our Opus sender for one connection, planning for at least the loss floor."""
+        if self.loss_floor_pct is None:
+            return LossResilientOpus()
+        return LossResilientOpus(round(self.loss_floor_pct))
 
     def check_local_media(self, pc: RTCPeerConnection) -> None:
         sender = next(s for s, _ in self._senders if s.transceiver in pc.getTransceivers())

@@ -38,6 +38,8 @@ def test_environment_gives_meeting_calendar_and_turn_and_options_win():
     ({"ROOMBOX_MEETING": "janus+wss://meet.example.org/?pin=1"}, "janus needs ?room=ROOM"),
     ({"ROOMBOX_CALENDAR": "ftp://cal.example.org/x.ics"}, "calendar URL must start with http:// or https://"),
     ({"ROOMBOX_AUDIO_BEAM": "beamy"}, "ROOMBOX_AUDIO_BEAM must be one of mvdr, delay-and-sum, superdirective, got 'beamy'"),
+    ({"ROOMBOX_LOSS_FLOOR_PCT": "lots"}, "ROOMBOX_LOSS_FLOOR_PCT must be a percentage from 0 to 50, got 'lots'"),
+    ({"ROOMBOX_LOSS_FLOOR_PCT": "80"}, "ROOMBOX_LOSS_FLOOR_PCT must be a percentage from 0 to 50, got 80.0"),
 ])
 def test_bad_local_config_is_rejected_naming_the_value(env, message):
     with pytest.raises(ValueError) as raised:
@@ -77,3 +79,21 @@ def test_audio_beam_from_the_environment_reaches_the_calls_pipeline():
         processor = session._audio_processor(microphone)
     beam = next(stage for stage in processor.stages if stage.name == "beam")
     assert beam.status()["method"] == "mvdr"
+
+
+def test_loss_floor_from_the_environment_reaches_video_fec_and_opus_redundancy():
+    """ROOMBOX_LOSS_FLOOR_PCT: the loss a call plans for on the viewer legs it cannot see."""
+    from hal.profile import load_profile
+    from media.video import VideoConfig
+    from terminal.session import CallSession
+    assert MeetingSettings.from_args(NO_ARGS, {}).loss_floor_pct is None
+    settings = MeetingSettings.from_args(NO_ARGS, {"ROOMBOX_LOSS_FLOOR_PCT": "35%"})
+    assert settings.loss_floor_pct == 35.0
+    session = CallSession("janus+http://127.0.0.1:9/janus?room=1", load_profile("sim"), lambda event: None,
+                          video_config=VideoConfig(encoder="libx264"), loss_floor_pct=settings.loss_floor_pct)
+    assert session.video_config.fec_min_loss_pct == 35.0 and session.video_config.encoder == "libx264"
+    default = CallSession("janus+http://127.0.0.1:9/janus?room=1", load_profile("sim"), lambda event: None)
+    assert default.video_config.fec_min_loss_pct == VideoConfig().fec_min_loss_pct == 10.0
+    # 35 % is where Opus goes to three copies of each packet at 32 kbit/s.
+    assert session.opus_redundancy().encoder.copies == 3
+    assert default.opus_redundancy().encoder.copies == 2
