@@ -27,6 +27,10 @@ SUPPORTED = {16000: 160, 48000: 480}
 # ~0.04); aec-bench through bench/aec_48k.py: ERLE median 30.1 -> 30.9 dB, re-convergence
 # unchanged (0.90 s), DT PESQ 2.66 -> 2.60. At 16 kHz the budget allows the exact filter.
 STEADY_CONSTRAINED = {48000: 3}
+# Rates whose far end may fill only part of the band (a 16 kHz call played at 48 kHz): the
+# filter adapts only below the reference's band edge (kalman_filter.py). At 16 kHz the far
+# end fills the band and the filter stays exactly as it was measured.
+TRACK_BAND = {48000}
 TAIL_S = 0.3                 # echo path length the filter models (bulk delay + reverb)
 DRIFT_INTERVAL_FRAMES = 25   # 0.25 s between echo-path snapshots for drift measurement
 DRIFT_LOOP_GAIN = 0.7        # fraction of the measured motion corrected per measurement
@@ -36,6 +40,12 @@ MISALIGN_SMOOTHING = 0.95      # ~0.2 s memory of the error-on-estimate regressi
 MISALIGN_SHARE = 0.5           # |regression| above this: the estimate is half wrong
 MISALIGN_RESET_SCALE = 1.0     # uncertainty raised back to the start-up prior
 MISALIGN_COOLDOWN_FRAMES = 50
+# A detection in the first seconds of far-end speech is the filter still learning, not a
+# moved path: the suppressor is told only after this much far end (or after an earlier
+# detection). Before, only "after an earlier detection": a path change went unreported to
+# the suppressor when start-up had been quiet (48 kHz `10_path_change`: re-convergence
+# 0.59 -> 1.14 s once the band-limited filter stopped tripping the watch at start-up).
+STARTUP_FAR_FRAMES = 200
 # After a path change the old estimate says little about the new echo: the suppressor
 # assumes all of it leaks through until its regression has seen the new path.
 MISALIGN_LEAK = 1.0
@@ -71,7 +81,8 @@ class EchoCanceller:
         self.frame_size = frame_size
         partitions = int(round(tail_s * sample_rate / frame_size))
         self._filter = KalmanEchoFilter(frame_size, partitions, sample_rate=sample_rate,
-                                        steady_constrained=STEADY_CONSTRAINED.get(sample_rate))
+                                        steady_constrained=STEADY_CONSTRAINED.get(sample_rate),
+                                        track_band=sample_rate in TRACK_BAND)
         headroom = int(MIC_DELAY_S * sample_rate)
         self._drift = DriftCompensator(frame_size, (partitions + 2) * frame_size, headroom)
         self._mic_line = np.zeros(frame_size + headroom)
@@ -80,6 +91,7 @@ class EchoCanceller:
         self._snapshot: np.ndarray | None = None
         self._frames = 0
         self._far_frames = 0
+        self._far_total = 0
         self._mic_energy = 0.0
         self._out_energy = 0.0
         self._cov = self._var = self.misalignment = 0.0
@@ -105,6 +117,7 @@ class EchoCanceller:
         error, echo = self._filter.process(m, r)
         far_active = float(np.dot(r, r)) > n * 1e-8
         self._far_frames = self._far_frames + 1 if far_active else 0
+        self._far_total += far_active
         self._track_drift()
         self._watch_misalignment(error, echo, far_active)
         out = error if self._suppressor is None else self._suppressor.process(error, echo)
@@ -129,7 +142,8 @@ class EchoCanceller:
         self.misalignment = abs(self._cov) / (self._var + 1e-30)
         if self.misalignment > MISALIGN_SHARE and self._cooldown <= 0 and self._far_frames > 20:
             self._filter.reset_uncertainty(MISALIGN_RESET_SCALE)
-            if self._suppressor is not None and self.path_changes:   # not at start-up
+            past_startup = self.path_changes or self._far_total >= STARTUP_FAR_FRAMES
+            if self._suppressor is not None and past_startup:
                 self._suppressor.expect_misalignment(MISALIGN_LEAK)
             self._cooldown = MISALIGN_COOLDOWN_FRAMES
             self.path_changes += 1
