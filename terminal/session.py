@@ -315,6 +315,8 @@ class CallSession:
             "muted": self.is_muted, "camera_open": self.encoder is not None and not self.encoder.camera.is_closed,
             "encoder": self.encoder.choice.name if self.encoder else None,
             "video": self.encoder.status() if self.encoder else None,
+            # How our video is sent: target rate and why, loss reported, FEC plan.
+            "sending": self._senders[0][0].status() if self._senders else None,
             "participants": {p: r.status() for p, r in self.remote.items()},
             **self.stats.summary()}
         if self.conference is not None:

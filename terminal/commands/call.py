@@ -69,6 +69,10 @@ def format_status(status: dict) -> str:
             rejected = "; ".join(f"{n}: {why}" for n, why in (video.get("rejected") or {}).items())
             lines.append(f"video:      {video['encoder']} ({video['reason']}) · {video.get('quality')}"
                          + (f" · not used: {rejected}" if rejected else ""))
+        fec = (call.get("sending") or {}).get("fec")
+        if fec:
+            lines.append(f"protection: parity for {fec['expected_loss']:.0%} loss · "
+                         f"{fec['data_share']:.0%} of the video bitrate is picture")
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")
