@@ -89,3 +89,53 @@ class LossRate:
             self.last_reason = "holding"
         self._last_update = now
         return self.target_bps
+
+
+# How much loss the in-band FEC plans for (fec.py): what the SFU reports on our leg, and
+# what the viewers' keyframe requests say about the legs we cannot see. Janus forwards a
+# viewer's PLI but none of its receiver reports, so a viewer that keeps losing frames
+# shows up only as repeated keyframe requests: each one within ``REQUEST_WINDOW_S`` of the
+# previous (a lone one is a viewer joining) raises the plan by ``VIEWER_STEP``; calm lets
+# it sink back to the floor at ``VIEWER_DECAY_PER_S``.
+REQUEST_WINDOW_S = 10.0
+VIEWER_STEP = 0.05
+VIEWER_MAX = 0.4
+VIEWER_DECAY_PER_S = 0.005
+REPORT_SMOOTHING = 0.5          # weight of the newest receiver report
+
+
+class ExpectedLoss:
+    """The loss (0..1) the video FEC is planned for, never below ``floor``."""
+
+    def __init__(self, floor: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.floor = floor
+        self._clock = clock
+        self.reported = 0.0
+        self._viewers = floor
+        self._viewers_at = clock()
+        self._last_request = float("-inf")
+        self.requests = 0
+
+    def on_report(self, fraction_lost: float) -> float:
+        """An RTCP receiver report from the SFU about our leg."""
+        self.reported += REPORT_SMOOTHING * (fraction_lost - self.reported)
+        return self.value
+
+    def on_keyframe_request(self) -> float:
+        now = self._clock()
+        self.requests += 1
+        if now - self._last_request <= REQUEST_WINDOW_S:
+            self._viewers = min(VIEWER_MAX, self.viewers + VIEWER_STEP)
+            self._viewers_at = now
+        self._last_request = now
+        return self.value
+
+    @property
+    def viewers(self) -> float:
+        """What repeated keyframe requests suggest about the viewers' legs (decayed)."""
+        decayed = self._viewers - VIEWER_DECAY_PER_S * (self._clock() - self._viewers_at)
+        return max(self.floor, decayed)
+
+    @property
+    def value(self) -> float:
+        return max(self.floor, self.reported, self.viewers)

@@ -30,7 +30,7 @@ from media.video.encoder import VideoEncoder
 from media.video.errors import CodecNotNegotiated
 from media.video.fec_stream import ProtectedH264Packer
 from media.video.ladder import QualityLadder
-from media.video.lossrate import LossRate
+from media.video.lossrate import ExpectedLoss, LossRate
 from media.video.outputs import EncodedOutput
 
 log = logging.getLogger("roombox.media.video")
@@ -39,7 +39,6 @@ log = logging.getLogger("roombox.media.video")
 TRACK_QUEUE_PACKETS = 4
 # Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
 REMB_SHARE = 0.9
-LOSS_SMOOTHING = 0.5            # weight of the newest receiver report for FEC planning
 SHARE_MIN_BYTES = 20_000        # bytes sent before the picture's share of them is re-measured
 
 
@@ -123,9 +122,8 @@ class VideoSender:
         self.extra_retransmissions = 0
         config = encoder.config
         self.loss_rate = LossRate(config.bitrate_bps, config.min_bitrate_bps, config.max_bitrate_bps)
-        self.fec_floor = config.fec_min_loss_pct / 100
-        self.packer = ProtectedH264Packer(self.fec_floor) if config.fec else None
-        self.smoothed_loss = 0.0
+        self.expected_loss = ExpectedLoss(config.fec_min_loss_pct / 100)
+        self.packer = ProtectedH264Packer(self.expected_loss.value) if config.fec else None
         self.data_share = 1.0
         self._share_mark = (0, 0)
 
@@ -188,6 +186,7 @@ class VideoSender:
                 self.fir_count += 1
             self.encoder.request_keyframe("PLI" if packet.fmt == RTCP_PSFB_PLI else "FIR")
             self.loss_rate.on_keyframe_request()
+            self._plan_fec(self.expected_loss.on_keyframe_request())
             self._steer()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
@@ -203,9 +202,7 @@ class VideoSender:
                 if report.ssrc == ssrc:
                     self.fraction_lost = report.fraction_lost / 256
                     self.loss_rate.on_report(self.fraction_lost)
-                    self.smoothed_loss += LOSS_SMOOTHING * (self.fraction_lost - self.smoothed_loss)
-                    if self.packer is not None:
-                        self.packer.expected_loss = max(self.fec_floor, self.smoothed_loss)
+                    self._plan_fec(self.expected_loss.on_report(self.fraction_lost))
             self._steer()
 
     def allowed_bps(self) -> int:
@@ -222,6 +219,10 @@ class VideoSender:
         if self.ladder is not None:
             self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
 
+    def _plan_fec(self, loss: float) -> None:
+        if self.packer is not None:
+            self.packer.expected_loss = loss
+
     def _measure_data_share(self) -> float:
         if self.packer is None:
             return 1.0
@@ -236,6 +237,7 @@ class VideoSender:
         if self.packer is None:
             return None
         return {"expected_loss": round(self.packer.expected_loss, 3),
+                "viewers_loss": round(self.expected_loss.viewers, 3),
                 "parity_packets": self.packer.parity_packets,
                 "data_share": round(self.data_share, 3)}
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from media.video.lossrate import CALM_S, DECREASE, INCREASE, LossRate
+from media.video.lossrate import (CALM_S, DECREASE, INCREASE, VIEWER_DECAY_PER_S, VIEWER_MAX,
+                                  VIEWER_STEP, ExpectedLoss, LossRate)
 
 
 class Clock:
@@ -61,3 +62,29 @@ def test_retransmission_copies_follow_the_loss_on_our_leg():
 def test_a_start_rate_outside_the_bounds_is_refused_with_the_values():
     with pytest.raises(ValueError, match="start_bps 100000.*150000"):
         LossRate(100_000, 150_000, 2_500_000)
+
+
+def test_fec_plans_for_the_floor_our_legs_reports_and_viewers_repeated_keyframe_requests():
+    clock = Clock()
+    plan = ExpectedLoss(0.10, clock)
+    assert plan.value == 0.10
+    assert plan.on_report(0.30) == pytest.approx(0.15)          # smoothed: half the step
+    assert plan.on_report(0.30) == pytest.approx(0.225)
+    for _ in range(10):
+        plan.on_report(0.0)
+    assert plan.value == pytest.approx(0.10), "back to the floor on a clean leg"
+    # A lone keyframe request is a viewer joining: no change.
+    assert plan.on_keyframe_request() == pytest.approx(0.10)
+    clock.now += 30
+    assert plan.on_keyframe_request() == pytest.approx(0.10)
+    # Requests that keep coming mean a viewer's leg loses packets we never hear about.
+    for _ in range(3):
+        clock.now += 2
+        plan.on_keyframe_request()
+    assert plan.value == pytest.approx(0.10 + 3 * VIEWER_STEP - 2 * VIEWER_DECAY_PER_S * 2)
+    for _ in range(40):
+        clock.now += 1
+        plan.on_keyframe_request()
+    assert plan.value == pytest.approx(VIEWER_MAX)
+    clock.now += 600
+    assert plan.value == pytest.approx(0.10), "calm lets it sink back to the floor"
