@@ -205,3 +205,25 @@ def test_lost_parity_never_blocks_a_frame():
     # Lost runs take placeholders once a later run describes them (a lost run in front of a
     # complete keyframe is simply skipped to).
     assert buffer.parity_placeholders >= 0.9 * len(lost)
+
+
+def test_damaged_parity_packets_are_ignored_never_raised():
+    """A bad packet must never take down a call: truncated, bit-flipped or random parity
+    SEIs are either refused or filed, and never make the buffer raise."""
+    frames = encoded_frames(20)
+    rtp = rtp_stream(frames, ProtectedH264Packer(expected_loss=0.2))
+    rng = random.Random(4)
+    damaged = []
+    for p in rtp:
+        payload = p.payload
+        if Parity.from_payload(payload) is not None and rng.random() < 0.5:
+            cut = bytearray(payload[:rng.randint(2, len(payload))])
+            for _ in range(rng.randint(0, 5)):
+                cut[rng.randrange(2, len(cut))] ^= 1 << rng.randrange(8) if len(cut) > 2 else 0
+            payload = bytes(cut)
+        damaged.append(RtpPacket(payload_type=102, marker=p.marker, sequence_number=p.sequence_number,
+                                 timestamp=p.timestamp, ssrc=1, payload=payload))
+    lost = {p.sequence_number for p in damaged if rng.random() < 0.1}
+    buffer, released = receive(damaged, lost, rng)
+    assert buffer.fec.parity_received > 0
+    decoded_counters(released)          # whatever was released decodes to intact pictures
