@@ -47,7 +47,8 @@ def encode(width: int, height: int, frames: int, bitrate: int) -> list[av.Packet
     ctx.bit_rate = bitrate
     ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "g": "60"}
     rng = np.random.default_rng(1)
-    texture = rng.integers(0, 255, (height * 3 // 2 // 8, width // 8), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    texture = rng.integers(0, 255, (height * 3 // 16 + 1, width // 8 + 1), dtype=np.uint8)
+    texture = texture.repeat(8, 0).repeat(8, 1)[:height * 3 // 2, :width]
     out = []
     for i in range(frames):
         frame = av.VideoFrame.from_ndarray(np.roll(texture, 4 * i, axis=1), format="yuv420p")
