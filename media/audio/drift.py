@@ -53,6 +53,8 @@ class DriftCompensator:
         self.delay = self.initial_delay
         self.rate = 0.0                   # delay change per sample (positive: echo arrives later)
         self._raw = np.zeros(history + block + TAPS + 2 * block)
+        # Row i: the TAPS raw samples starting at i (a view: _raw is only changed in place).
+        self._windows = np.lib.stride_tricks.sliding_window_view(self._raw, TAPS)
 
     def push(self, ref: np.ndarray) -> np.ndarray:
         """Append one raw block; return the block resampled onto the mic clock."""
@@ -70,8 +72,7 @@ class DriftCompensator:
         base = np.floor(pos).astype(int)
         frac = pos - base
         phase = np.rint(frac * PHASES).astype(int)
-        idx = base[:, None] + np.arange(-TAPS // 2 + 1, TAPS // 2 + 1)[None, :]
-        return np.einsum("ij,ij->i", self._raw[idx], _TABLE[phase])
+        return np.einsum("ij,ij->i", self._windows[base - (TAPS // 2 - 1)], _TABLE[phase])
 
     def recentre_needed(self) -> int:
         """+1 if the delay grew past a block above its start, -1 if it fell below; else 0."""
