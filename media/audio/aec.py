@@ -125,7 +125,7 @@ class EchoCanceller:
         if far_active:
             self._mic_energy = 0.99 * self._mic_energy + float(np.dot(m, m))
             self._out_energy = 0.99 * self._out_energy + float(np.dot(out, out))
-        return np.clip(np.rint(out * FULL_SCALE), -32768, 32767).astype(np.int16)
+        return np.minimum(np.maximum(np.rint(out * FULL_SCALE), -32768), 32767).astype(np.int16)
 
     def _watch_misalignment(self, error: np.ndarray, echo: np.ndarray, far_active: bool) -> None:
         # Regression of the error on the echo estimate: zero when the estimate is right

@@ -63,8 +63,13 @@ class KalmanEchoFilter:
         self.noise_smoothing = noise_smoothing
         bins = block + 1
         self._x_buffer = np.zeros(2 * block)
-        self._spectra = np.zeros((partitions, bins), dtype=complex)   # newest first
-        self._powers = np.zeros((partitions, bins))
+        # Reference history, newest first, as views into rings written twice (at h and
+        # h + partitions), so a new block costs two row writes instead of a shift.
+        self._spectra_ring = np.zeros((2 * partitions, bins), dtype=complex)
+        self._powers_ring = np.zeros((2 * partitions, bins))
+        self._head = 0
+        self._spectra = self._spectra_ring[:partitions]
+        self._powers = self._powers_ring[:partitions]
         self.weights = np.zeros((partitions, bins), dtype=complex)
         # Prior uncertainty per partition: room responses decay, so most of what there is
         # to learn sits in the first ~50 ms after the bulk delay. Spending the step size
@@ -86,10 +91,13 @@ class KalmanEchoFilter:
         self._x_buffer[:n] = self._x_buffer[n:]
         self._x_buffer[n:] = ref
         x_spec = np.fft.rfft(self._x_buffer)
-        self._spectra[1:] = self._spectra[:-1]
-        self._spectra[0] = x_spec
-        self._powers[1:] = self._powers[:-1]
-        self._powers[0] = x_spec.real ** 2 + x_spec.imag ** 2
+        p = self.partitions
+        h = self._head = (self._head - 1) % p
+        power = x_spec.real ** 2 + x_spec.imag ** 2
+        self._spectra_ring[h] = self._spectra_ring[h + p] = x_spec
+        self._powers_ring[h] = self._powers_ring[h + p] = power
+        self._spectra = self._spectra_ring[h:h + p]
+        self._powers = self._powers_ring[h:h + p]
         if self.track_band and float(np.dot(ref, ref)) > n * BAND_MIN_POWER:
             self._track_band(x_spec)
 
@@ -180,8 +188,12 @@ class KalmanEchoFilter:
         n = self.block
         pairs = np.concatenate([blocks[:-1], blocks[1:]], axis=1)[::-1]   # newest first
         spectra = np.fft.rfft(pairs, axis=1)
-        self._spectra[:] = spectra[: self.partitions]
-        self._powers[:] = spectra.real[: self.partitions] ** 2 + spectra.imag[: self.partitions] ** 2
+        p = self.partitions
+        self._head = 0
+        self._spectra_ring[:p] = self._spectra_ring[p:] = spectra[:p]
+        self._powers_ring[:p] = self._powers_ring[p:] = spectra.real[:p] ** 2 + spectra.imag[:p] ** 2
+        self._spectra = self._spectra_ring[:p]
+        self._powers = self._powers_ring[:p]
         self._x_buffer[:n] = blocks[-2]
         self._x_buffer[n:] = blocks[-1]
 

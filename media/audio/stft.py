@@ -20,14 +20,14 @@ class StreamingStft:
     def __init__(self, hop: int, channels: int = 1):
         self.hop = hop
         self.window = sqrt_hann(2 * hop)
-        self._previous = np.zeros((channels, hop))
+        self._frames = np.zeros((channels, 2 * hop))   # the previous frame, then this one
         self._overlap = np.zeros(hop)
 
     def analyse(self, frame: np.ndarray) -> np.ndarray:
         """Spectra (channels, hop + 1) of the last two frames; ``frame`` is (channels, hop)."""
-        frame = np.atleast_2d(frame)
-        both = np.concatenate([self._previous, frame], axis=1)
-        self._previous = frame.copy()
+        both = self._frames
+        both[:, : self.hop] = both[:, self.hop:]
+        both[:, self.hop:] = frame
         return np.fft.rfft(both * self.window, axis=1)
 
     def synthesise(self, spectrum: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ class ResidualEchoSuppressor:
     def process(self, error: np.ndarray, echo: np.ndarray) -> np.ndarray:
         """Suppress one block of the linear canceller's ``error`` given its ``echo``
         estimate (float, full scale); returns the output block, one block late."""
-        e_spec, y_spec = self._stft.analyse(np.stack([error, echo]))
+        e_spec, y_spec = self._stft.analyse((error, echo))
         p_e = e_spec.real ** 2 + e_spec.imag ** 2
         p_y = y_spec.real ** 2 + y_spec.imag ** 2
         self._update_leak(p_e, p_y)
@@ -84,7 +84,7 @@ class ResidualEchoSuppressor:
         # Cells dominated by echo may go to -40 dB; noise-only cells keep a floor, so the
         # room tone stays steady instead of pumping with the far end's speech.
         floor = np.where(residual > noise, ECHO_GAIN_FLOOR, NOISE_GAIN_FLOOR)
-        gain = np.clip(gain, floor, 1.0)
+        gain = np.minimum(np.maximum(gain, floor), 1.0)   # np.clip, without its overhead
         gain = np.minimum(gain, self._gain + GAIN_RELEASE)
         self._gain = gain
         return self._stft.synthesise(gain * e_spec)
@@ -105,7 +105,7 @@ class ResidualEchoSuppressor:
         """The echo path just moved: assume the estimate leaks ``leak`` into the error until
         the regression has seen the new path (it keeps ~2 s of memory)."""
         self._cov = np.maximum(self._cov, leak * self._var)
-        self.leak = np.clip(self._cov / (self._var + 1e-20), LEAK_MIN, LEAK_MAX)
+        self.leak = np.minimum(np.maximum(self._cov / (self._var + 1e-20), LEAK_MIN), LEAK_MAX)
 
     def _update_leak(self, p_e: np.ndarray, p_y: np.ndarray) -> None:
         a = LEAK_SMOOTHING
@@ -117,4 +117,4 @@ class ResidualEchoSuppressor:
         dy = p_y - self._mean_y
         self._cov = a * self._cov + (1 - a) * de * dy
         self._var = a * self._var + (1 - a) * dy * dy
-        self.leak = np.clip(self._cov / (self._var + 1e-20), LEAK_MIN, LEAK_MAX)
+        self.leak = np.minimum(np.maximum(self._cov / (self._var + 1e-20), LEAK_MIN), LEAK_MAX)
