@@ -52,6 +52,16 @@ systemd-tmpfiles --create "${root_args[@]}" "$DESTDIR/usr/lib/tmpfiles.d/roombox
 env_file="$DESTDIR/etc/roombox/roombox.env"
 if [ ! -e "$env_file" ]; then
 	printf '# Read by roombox.service.\nROOMBOX_PROFILE=%s\n' "$PROFILE" > "$env_file"
+	cat >> "$env_file" <<'ENV'
+# Optional (README.md): a standing meeting without provisioning, e.g.
+#ROOMBOX_MEETING=janus+https://meet.example.org/janus?room=1234
+#ROOMBOX_TURN_URL=turns:turn.example.org:5349
+#ROOMBOX_TURN_USERNAME=
+#ROOMBOX_TURN_CREDENTIAL=
+# Loss (%) the video FEC and audio redundancy plan for at least: 10 video / 20 audio by
+# default; 0 on a clean wired LAN, 30 on poor Wi-Fi.
+#ROOMBOX_LOSS_FLOOR_PCT=
+ENV
 	chmod 0640 "$env_file"
 fi
 
