@@ -99,5 +99,6 @@ class RemoteParticipant:
             status["audio"] = self._audio.status()
         if self._receiver is not None and self._receiver_used:
             video = self._receiver.status()
-            status["video"] = {k: video.get(k) for k in ("decoder", "decoded", "dropped", "decode_errors")}
+            status["video"] = {k: video.get(k) for k in ("decoder", "decoded", "dropped", "decode_errors",
+                                                         "rembs_sent", "rembs_held_back")}
         return status

@@ -12,10 +12,12 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
 from media.net import tolerate_loss_on
 from media.video.decoder import VideoDecoder, decoder_status, open_decoder
@@ -31,6 +33,12 @@ OUTPUT_QUEUE_FRAMES = 2
 THREAD_JOIN_TIMEOUT_S = 2.0
 # How often deadlines and NACK retries are checked when no packet arrives to trigger it.
 POLL_INTERVAL_S = 0.01
+# REMB at most this often unless the estimate fell by more than REMB_DROP (libwebrtc's
+# throttle: 200 ms, 3 %). aiortc's estimator returns a REMB for every packet while its
+# delay detector says "overusing", and each one is a sendto(): measured in a 4-party call,
+# the box spent a third of its event loop sending REMBs and fell behind on audio and video.
+REMB_MIN_GAP_S = 0.2
+REMB_DROP = 0.97
 
 
 class VideoReceiver:
@@ -57,6 +65,10 @@ class VideoReceiver:
         self.frames_decoded = 0
         self.decode_errors = 0
         self.frames_dropped_slow = 0
+        self.rembs_sent = 0
+        self.rembs_held_back = 0
+        self._last_remb: tuple[float, int] | None = None     # (when, bitrate)
+        self.clock = time.monotonic
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         # Name-mangled attribute of aiortc's RTCRtpReceiver: the one seam for frame release.
@@ -65,8 +77,35 @@ class VideoReceiver:
         # once more, on top.
         receiver._RTCRtpReceiver__nack_generator = None
         self._receiver = receiver
+        self._throttle_remb(receiver)
         # aioice would close the call after ~30 s of heavy loss (media/net/consent.py).
         tolerate_loss_on(receiver.transport)
+
+    def _throttle_remb(self, receiver: RTCRtpReceiver) -> None:
+        send_rtcp = receiver._send_rtcp
+
+        async def send(packet) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP and not self._remb_due(packet):
+                self.rembs_held_back += 1
+                return
+            await send_rtcp(packet)
+
+        # An instance attribute: aiortc's own method stays as it is for every other receiver.
+        receiver._send_rtcp = send
+
+    def _remb_due(self, packet: RtcpPsfbPacket) -> bool:
+        try:
+            bitrate, _ = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return True                      # another APP message: not ours to hold
+        now = self.clock()
+        if self._last_remb is not None:
+            when, last = self._last_remb
+            if now - when < REMB_MIN_GAP_S and bitrate > REMB_DROP * last:
+                return False
+        self._last_remb = (now, bitrate)
+        self.rembs_sent += 1
+        return True
 
     async def __aenter__(self) -> "VideoReceiver":
         self._loop = asyncio.get_running_loop()
@@ -150,5 +189,6 @@ class VideoReceiver:
     def status(self) -> dict[str, Any]:
         status = decoder_status(self._decoder, self._rejected) if self._decoder else {}
         status.update(self.buffer.status(), decoded=self.frames_decoded,
-                      decode_errors=self.decode_errors, dropped_slow=self.frames_dropped_slow)
+                      decode_errors=self.decode_errors, dropped_slow=self.frames_dropped_slow,
+                      rembs_sent=self.rembs_sent, rembs_held_back=self.rembs_held_back)
         return status

@@ -112,3 +112,37 @@ def test_ladder_steps_down_on_sustained_starvation_or_load_and_back_up_slowly():
     assert ladder.update(t + 10 + UP_HOLD_S, 5_000_000, 0.05) == 2
     assert "recovered" in ladder.last_reason
     assert ladder.rungs[ladder.index] == Rung(1280, 720, 15)
+
+
+async def test_rembs_are_throttled_to_one_per_200_ms_unless_the_estimate_drops():
+    """aiortc's estimator asks for a REMB on every packet while it sees overuse; the
+    receiver passes one per 200 ms (or a fall of more than 3 %), other RTCP untouched."""
+    from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
+
+    from media.video.receiver import REMB_MIN_GAP_S, VideoReceiver
+
+    class AiortcReceiverSeam:                # the one method the throttle wraps
+        def __init__(self):
+            self.sent = []
+
+        async def _send_rtcp(self, packet):
+            self.sent.append(packet)
+
+    def remb(bitrate):
+        return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(bitrate, [5]))
+
+    seam = AiortcReceiverSeam()
+    receiver = VideoReceiver()
+    now = [10.0]
+    receiver.clock = lambda: now[0]
+    receiver._throttle_remb(seam)
+    for _ in range(50):                                   # a storm at one estimate
+        await seam._send_rtcp(remb(1_000_000))
+    await seam._send_rtcp(remb(990_000))                  # -1 %: held back
+    await seam._send_rtcp(remb(900_000))                  # -10 %: goes at once
+    await seam._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=5))
+    assert [getattr(p, "fmt", None) for p in seam.sent] == [RTCP_PSFB_APP, RTCP_PSFB_APP, RTCP_PSFB_PLI]
+    assert receiver.rembs_sent == 2 and receiver.rembs_held_back == 50
+    now[0] += REMB_MIN_GAP_S + 0.01
+    await seam._send_rtcp(remb(900_000))                  # the interval passed: sent
+    assert receiver.rembs_sent == 3
