@@ -58,8 +58,8 @@ if [ ! -e "$env_file" ]; then
 #ROOMBOX_TURN_URL=turns:turn.example.org:5349
 #ROOMBOX_TURN_USERNAME=
 #ROOMBOX_TURN_CREDENTIAL=
-# Loss (%) the video FEC and audio redundancy plan for at least: 10 video / 20 audio by
-# default; 0 on a clean wired LAN, 30 on poor Wi-Fi.
+# Loss (%) the video FEC and audio redundancy plan for at least (by default 0 for video:
+# parity once loss is seen; 20 for audio); e.g. 20-30 for a site on poor Wi-Fi.
 #ROOMBOX_LOSS_FLOOR_PCT=
 ENV
 	chmod 0640 "$env_file"

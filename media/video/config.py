@@ -70,7 +70,7 @@ class VideoConfig:
     ladder: tuple[str, ...] = ("1920x1080@30", "1280x720@30", "1280x720@15", "640x360@15")
     adapt: bool = True
     fec: bool = True
-    fec_min_loss_pct: float = bounded(10.0, 0.0, 50.0)
+    fec_min_loss_pct: float = bounded(0.0, 0.0, 50.0)
 
     def __post_init__(self) -> None:
         if not self.min_bitrate_bps <= self.bitrate_bps <= self.max_bitrate_bps:

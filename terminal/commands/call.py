@@ -70,9 +70,11 @@ def format_status(status: dict) -> str:
             lines.append(f"video:      {video['encoder']} ({video['reason']}) · {video.get('quality')}"
                          + (f" · not used: {rejected}" if rejected else ""))
         fec = (call.get("sending") or {}).get("fec")
-        if fec:
+        if fec and fec["expected_loss"] > 0:
             lines.append(f"protection: parity for {fec['expected_loss']:.0%} loss · "
                          f"{fec['data_share']:.0%} of the video bitrate is picture")
+        elif fec:
+            lines.append("protection: no parity (no loss seen)")
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")

@@ -93,7 +93,7 @@ def test_loss_floor_from_the_environment_reaches_video_fec_and_opus_redundancy()
                           video_config=VideoConfig(encoder="libx264"), loss_floor_pct=settings.loss_floor_pct)
     assert session.video_config.fec_min_loss_pct == 35.0 and session.video_config.encoder == "libx264"
     default = CallSession("janus+http://127.0.0.1:9/janus?room=1", load_profile("sim"), lambda event: None)
-    assert default.video_config.fec_min_loss_pct == VideoConfig().fec_min_loss_pct == 10.0
+    assert default.video_config.fec_min_loss_pct == VideoConfig().fec_min_loss_pct == 0.0
     # 35 % is where Opus goes to three copies of each packet at 32 kbit/s.
     assert session.opus_redundancy().encoder.copies == 3
     assert default.opus_redundancy().encoder.copies == 2

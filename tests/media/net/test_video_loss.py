@@ -10,7 +10,7 @@ from tests.media.net.video_call import call
 
 LOSS_PCT = 10
 SECONDS = 25
-MAX_BAD_PCT = 5           # milestone 1; measured 0.0 % on either leg over 5 minutes (bench/README.md)
+MAX_BAD_PCT = 5           # milestone 1; measured 0.2-0.3 % over 3 minutes (bench/README.md), 0-1.2 % here
 MAX_FREEZE_S = 1.0        # stock aiortc blocks ~2.4 s per unrepaired packet
 
 

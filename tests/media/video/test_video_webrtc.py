@@ -123,10 +123,10 @@ async def test_encoder_bitrate_follows_remb(camera, make_pc):
                               fci=pack_remb_fci(200_000, [media_ssrc]))
         await c.wanted.receiver._send_rtcp(remb)
         await until(lambda: c.sender.remb_count == 1, WAIT_S, "the REMB at the sender")
-        # 90 % of the estimate, of which the picture gets its measured share (the rest is
-        # the in-band FEC planned for the 10 % floor).
-        assert 0.3 < c.sender.data_share < 1.0
-        assert c.encoder.target_bitrate_bps == max(150_000, int(180_000 * c.sender.data_share))
+        # 90 % of the estimate, all of it picture: no loss seen, so no FEC parity (whose
+        # bytes would come out of the same budget).
+        assert c.sender.data_share == 1.0 and c.sender.packer.parity_packets == 0
+        assert c.encoder.target_bitrate_bps == 180_000
         await stamped_frames(c.receiver, 15)            # let rate control settle
         bytes_low, frames_low = c.encoder.bytes_out, c.encoder.frames_encoded
         await stamped_frames(c.receiver, 30)
