@@ -39,21 +39,28 @@ def _nft(netns: str, script: str) -> None:
                            f"{result.stderr.strip()}\nscript:\n{script}")
 
 
-def _match(direction: str, port: int | None) -> list[str]:
-    """nftables match expressions (one rule each) for the packets this setting applies to."""
+def _match(direction: str, port: int | tuple[int, ...] | None) -> list[str]:
+    """nftables match expressions (one rule each) for the packets this setting applies to.
+    Several ports (both legs of a call) become an anonymous set: a packet between two peers
+    of a call has only one of them, so it is judged once."""
     if port is None:
         return ["meta l4proto udp"]
-    return {"out": [f"udp sport {port}"], "in": [f"udp dport {port}"],
-            "both": [f"udp sport {port}", f"udp dport {port}"]}[direction]
+    ports = f"{{ {', '.join(map(str, port))} }}" if isinstance(port, tuple) else str(port)
+    return {"out": [f"udp sport {ports}"], "in": [f"udp dport {ports}"],
+            "both": [f"udp sport {ports}", f"udp dport {ports}"]}[direction]
 
 
-def loss_ruleset(percent: float, direction: str = "both", port: int | None = None) -> str:
+def loss_ruleset(percent: float, direction: str = "both",
+                 port: int | tuple[int, ...] | None = None) -> str:
     """The nft script that replaces the loss table (exposed for tests and error messages)."""
     if not 0 <= percent <= 100:
         raise ValueError(f"loss percent must be within 0..100, got {percent!r}")
     if direction not in DIRECTIONS:
         raise ValueError(f"loss direction must be one of {DIRECTIONS}, got {direction!r}")
-    if port is not None and not 0 < port < 65536:
+    ports = port if isinstance(port, tuple) else () if port is None else (port,)
+    if isinstance(port, tuple) and not port:
+        raise ValueError("loss ports: expected at least one port, got ()")
+    if not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
         raise ValueError(f"loss port must be within 1..65535, got {port!r}")
     threshold = round(percent * 100)
     drop = f"numgen random mod 10000 < {threshold} counter drop"
@@ -80,10 +87,10 @@ def loss_ruleset(percent: float, direction: str = "both", port: int | None = Non
 
 
 def set_udp_loss(netns: str, percent: float, direction: str = "both",
-                 port: int | None = None) -> None:
+                 port: int | tuple[int, ...] | None = None) -> None:
     """Drop ``percent`` % of UDP packets in ``netns`` (replacing any earlier setting).
-    ``port`` limits it to one peer's socket (one leg of a call); ``direction`` is relative
-    to that port. Needs root."""
+    ``port`` limits it to one peer's socket (one leg of a call), a tuple to several (both
+    legs); ``direction`` is relative to those ports. Needs root."""
     _nft(netns, loss_ruleset(percent, direction, port))
 
 
@@ -106,7 +113,7 @@ def dropped_packets(netns: str) -> int:
 
 @contextlib.contextmanager
 def udp_loss(netns: str, percent: float, direction: str = "both",
-             port: int | None = None) -> Iterator[None]:
+             port: int | tuple[int, ...] | None = None) -> Iterator[None]:
     """``set_udp_loss`` for the duration of a block."""
     set_udp_loss(netns, percent, direction, port)
     try:

@@ -86,3 +86,19 @@ def test_bad_settings_are_refused_with_the_value():
         loss_ruleset(5, direction="sideways")
     with pytest.raises(ValueError, match="70000"):
         loss_ruleset(5, port=70000)
+    with pytest.raises(ValueError, match="at least one port"):
+        loss_ruleset(5, port=())
+
+
+def test_loss_on_two_ports_hits_both_legs_once_each(netns):
+    """Both legs of a call at once: a → b and c → d each lose ~50 %, e → f is untouched,
+    and no packet is judged twice (a → b would lose 75 % if it were)."""
+    a, b = _port_pair(netns)
+    c, d = _port_pair(netns)
+    e, f = _port_pair(netns)
+    with a, b, c, d, e, f:
+        set_udp_loss(netns, 50, port=(a.getsockname()[1], d.getsockname()[1]))
+        ab, cd, ef = _count(a, b), _count(c, d), _count(e, f)
+        clear_udp_loss(netns)
+    assert abs(ab - DATAGRAMS / 2) < 200 and abs(cd - DATAGRAMS / 2) < 200, (ab, cd)
+    assert ef == DATAGRAMS

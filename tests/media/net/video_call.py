@@ -168,7 +168,8 @@ async def call(server: J.JanusServer, stack: str, leg: str, percent: float, seco
             await J.create_room(client, room)
             feed, pub = await _publish(stack, camera, client, room, publisher, ctx)
             recv, sub_status = await _frames(stack, client, room, feed, subscriber, ctx)
-            port = leg_port(publisher if leg == "pub" else subscriber)
+            port = ((leg_port(publisher), leg_port(subscriber)) if leg == "both"
+                    else leg_port(publisher if leg == "pub" else subscriber))
             loss_on = time.monotonic() + warmup_s
             end = loss_on + seconds
             lossy = False
