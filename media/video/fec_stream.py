@@ -5,7 +5,7 @@ rebuilds lost packets and tells the jitter buffer which sequence numbers are par
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Container
 
 import numpy as np
 from aiortc.codecs.h264 import H264Encoder, h264_depayload
@@ -162,7 +162,12 @@ class FecRepair:
                   for i in range(parity.prev_run_len)]
         return known
 
-    def rebuild(self, missing: set[int], held: dict[int, RtpPacket]) -> list[RtpPacket]:
+    @property
+    def has_words(self) -> bool:
+        """Any parity filed that might still rebuild something (cheap check per packet)."""
+        return bool(self._words)
+
+    def rebuild(self, missing: Container[int], held: dict[int, RtpPacket]) -> list[RtpPacket]:
         """Rebuilt data packets for every code word with a missing packet that has enough
         packets held. A word whose packets were partly released already is left alone."""
         out = []

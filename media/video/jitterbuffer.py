@@ -165,6 +165,7 @@ class MarkerJitterBuffer(JitterBuffer):
             for known, timestamp in self.fec.on_parity(packet, parity):
                 if seq_delta(known, self._next_seq) >= 0:
                     self._known_parity.setdefault(known, timestamp)
+        stored = False
         if delta < 0:
             self.late_packets += parity is None     # already released or given up
             since = self._given_up.pop(seq, None)
@@ -174,10 +175,13 @@ class MarkerJitterBuffer(JitterBuffer):
             self.duplicates += parity is None or self._packets[seq].payload == packet.payload
         else:
             self._store(packet, now)
-        if parity is not None or seq in self._packets:
-            self._fill_known_parity()
-            for rebuilt in self.fec.rebuild(set(self._missing), self._packets):
-                self._store(rebuilt, now, rebuilt_by_fec=True)
+            stored = True
+        if stored or parity is not None:
+            if self._known_parity:
+                self._fill_known_parity()
+            if self.fec.has_words:
+                for rebuilt in self.fec.rebuild(self._missing, self._packets):
+                    self._store(rebuilt, now, rebuilt_by_fec=True)
             self._release(now)
         return self._take_pli(now), None
 
