@@ -58,8 +58,9 @@ class MeetingSettings:
     audio_stages: tuple[str, ...] | None = None  # None: media/audio's default chain; (): none
     audio_beam: str = "delay-and-sum"            # or "mvdr", "superdirective" (media.audio.beamformer)
     video: Any = None          # media.video.VideoConfig, or None for its defaults
-    # Loss to plan for on the legs the box cannot see (SFU -> each viewer): None keeps the
-    # defaults (video FEC 10 %, audio 20 %); a site on bad Wi-Fi raises it.
+    # Loss to plan for at least on the legs the box cannot see (SFU -> each viewer): None
+    # keeps the defaults (video FEC 0 %: parity once loss is seen; audio 20 %); a site on
+    # bad Wi-Fi raises it.
     loss_floor_pct: float | None = None
 
     def __post_init__(self) -> None:

@@ -10,8 +10,8 @@ and the speaker released. The session never changes the terminal's state itself.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import random
 import time
