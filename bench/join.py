@@ -148,8 +148,8 @@ async def memory_in_four_party_call(server, seconds: float) -> list[float]:
         env=env, stdout=subprocess.DEVNULL, stderr=open(directory / "terminal.log", "wb"))
     samples: list[float] = []
     try:
-        async with RemotePeer(server.url, ROOM, "bob", tone_hz=330), \
-                RemotePeer(server.url, ROOM, "carol", tone_hz=550), \
+        async with RemotePeer(server.url, ROOM, "bob", tone_hz=330) as bob, \
+                RemotePeer(server.url, ROOM, "carol", tone_hz=550) as carol, \
                 RemotePeer(server.url, ROOM, "dave", tone_hz=660) as dave:
             await until(lambda: os.path.exists(socket_path), what="the control socket")
             await asyncio.sleep(0.5)
@@ -178,6 +178,11 @@ async def memory_in_four_party_call(server, seconds: float) -> list[float]:
             frames = {p["display"]: p["frames_shown"] for p in status["call_session"]["participants"].values()}
             print(f"  frames shown per remote participant: {frames}; the box's frames decoded by dave: "
                   f"{len(dave.stamps)}", flush=True)
+            # The box's keyframe requests raise the others' parity (media/video/lossrate.py):
+            # on a loopback call any rise is the box's load, not loss.
+            plans = {peer.display: (peer.sender.pli_count, f"{100 * peer.sender.expected_loss.value:.0f} %")
+                     for peer in (bob, carol, dave)}
+            print(f"  keyframe requests reaching each participant, and its parity plan: {plans}", flush=True)
     finally:
         process.terminate()
         try:
