@@ -6,10 +6,18 @@ from viewers whose leg lost a packet that could not be repaired. Janus 1.1.2 ret
 packet to a viewer at most once per 200 ms, so on a lossy viewer leg every lost packet whose
 one retransmission is lost too costs a keyframe and a freeze: the only lever the sender has
 there is to send fewer packets. So:
-- loss ≥ ``LOSS_HIGH`` on our leg, or ``PLI_TROUBLE`` keyframe requests within
-  ``PLI_WINDOW_S``, cuts the rate by ``DECREASE`` (at most once per ``UPDATE_S``);
-- loss < ``LOSS_LOW`` and no keyframe request for ``CALM_S`` raises it by ``INCREASE``;
+- loss ≥ ``LOSS_HIGH`` above the link's own loss (below) cuts the rate to what got
+  through (at least by ``DECREASE``); ``PLI_TROUBLE`` keyframe requests within
+  ``PLI_WINDOW_S`` cut it by ``DECREASE``; at most one step per ``UPDATE_S``;
+- loss < ``LOSS_LOW`` above the link's own and no keyframe request for ``CALM_S`` raises it
+  by ``INCREASE``;
 - anything between holds. REMB, when the far end sends it, stays a ceiling on top.
+- The link's own loss: loss that a congested queue causes falls when we send less; the
+  random loss of a radio link does not, and cutting for it only starves the picture (the
+  FEC repairs it). So after a loss cut the rate holds until ``PROBE_REPORTS`` reports
+  describe the new rate; if the loss did not fall it is the link's own (``inherent``) and
+  from then on only loss above it counts. ``inherent`` follows the loss down within
+  seconds and rises only by this test.
 - ``retransmit_copies()``: Janus NACKs the publisher twice (≈12 ms, ≈155 ms) and then gives
   up, so a lost retransmission costs a keyframe for every viewer. At measured loss we send
   each requested retransmission more than once (RTX copies have their own sequence numbers,
@@ -30,6 +38,14 @@ CALM_S = 4.0
 UPDATE_S = 1.0
 DECREASE = 0.8
 INCREASE = 1.08
+LOSS_SMOOTHING = 0.5     # weight of the newest report (Janus reports about once a second)
+SETTLE_S = 1.0           # after a cut, reports this much later describe the new rate
+PROBE_REPORTS = 2        # ... and this many of them are compared with the two before it
+PROBE_TIMEOUT_S = 6.0    # no reports: give up the comparison
+LOSS_ANSWERS = 0.02      # the loss answered the cut if it fell at least this much
+ANSWER_SHARE = 0.4       # ... or this share of what a cut takes off congestion loss
+INHERENT_MAX = 0.5       # beyond this a call is lost anyway: keep cutting
+INHERENT_FALL = 0.2      # per report, toward a lower loss
 # Extra RTX copies by loss on our leg: 0 below 3 %, 1 below 10 %, else 2.
 COPIES_AT = ((0.10, 2), (0.03, 1))
 
@@ -46,6 +62,10 @@ class LossRate:
         self.min_bps, self.max_bps = min_bps, max_bps
         self._clock = clock
         self.fraction_lost = 0.0
+        self.smoothed_loss = 0.0
+        self.inherent = 0.0
+        self._reports: deque[tuple[float, float]] = deque(maxlen=8)   # (time, fraction lost)
+        self._probe: tuple[float, float] | None = None    # (time of the cut, loss before it)
         self._requests: deque[float] = deque()
         self._last_update = float("-inf")
         self.last_reason = "start"
@@ -53,6 +73,12 @@ class LossRate:
     def on_report(self, fraction_lost: float) -> int:
         """An RTCP receiver report about our stream; returns the target bitrate."""
         self.fraction_lost = fraction_lost
+        self._reports.append((self._clock(), fraction_lost))
+        self.smoothed_loss += LOSS_SMOOTHING * (fraction_lost - self.smoothed_loss)
+        if self.smoothed_loss < self.inherent:
+            # Follows the loss down within seconds, not at once: a lucky report must not
+            # turn the link's own loss into "excess" and cost two cuts.
+            self.inherent += INHERENT_FALL * (self.smoothed_loss - self.inherent)
         return self._update()
 
     def on_keyframe_request(self) -> int:
@@ -71,24 +97,64 @@ class LossRate:
     def target_bps(self) -> int:
         return int(self.rate_bps)
 
+    @property
+    def excess_loss(self) -> float:
+        """Loss above the link's own: what sending less could cure."""
+        return max(0.0, self.smoothed_loss - self.inherent)
+
     def _update(self) -> int:
         now = self._clock()
         while self._requests and now - self._requests[0] > max(PLI_WINDOW_S, CALM_S):
             self._requests.popleft()
+        if self._probe is not None:
+            self._judge_probe(now)
         if now - self._last_update < UPDATE_S:
             return self.target_bps
         recent = sum(now - t <= PLI_WINDOW_S for t in self._requests)
-        if self.fraction_lost >= LOSS_HIGH or recent >= PLI_TROUBLE:
+        congested = self.excess_loss >= LOSS_HIGH and self._probe is None
+        if congested:
+            # Down to what got through: a link that carries C of our R loses 1 - C/R, so
+            # R (1 - loss) is C. Then hold and see whether the loss answers.
+            self.rate_bps = max(self.min_bps, self.rate_bps * min(DECREASE, 1 - self.excess_loss))
+            self._probe = (now, self._recent_loss(before=now))
+            self.last_reason = f"loss {self.smoothed_loss:.0%}"
+        elif recent >= PLI_TROUBLE:
             self.rate_bps = max(self.min_bps, self.rate_bps * DECREASE)
-            self.last_reason = (f"loss {self.fraction_lost:.0%}" if self.fraction_lost >= LOSS_HIGH
-                                else f"{recent} keyframe requests in {PLI_WINDOW_S:.0f} s")
-        elif self.fraction_lost < LOSS_LOW and not self._requests:
+            self.last_reason = f"{recent} keyframe requests in {PLI_WINDOW_S:.0f} s"
+        elif self._probe is not None:
+            self.last_reason = "holding: does the loss fall with the rate?"
+        elif self.excess_loss < LOSS_LOW and not self._requests:
             self.rate_bps = min(self.max_bps, self.rate_bps * INCREASE)
-            self.last_reason = "clean"
+            self.last_reason = "clean" if self.inherent < LOSS_LOW else \
+                f"loss {self.inherent:.0%} is the link's own (did not fall with the rate)"
         else:
             self.last_reason = "holding"
         self._last_update = now
         return self.target_bps
+
+    def _recent_loss(self, before: float | None = None, after: float | None = None) -> float:
+        picked = [loss for t, loss in self._reports
+                  if (before is None or t <= before) and (after is None or t >= after)]
+        picked = picked[-PROBE_REPORTS:] if before is not None else picked[:PROBE_REPORTS]
+        return sum(picked) / len(picked) if picked else self.smoothed_loss
+
+    def _judge_probe(self, now: float) -> None:
+        """After a loss cut: did the loss fall with the rate (congestion) or not (the
+        link's own)?"""
+        cut_at, before = self._probe
+        settled = [t for t, _ in self._reports if t >= cut_at + SETTLE_S]
+        if len(settled) < PROBE_REPORTS:
+            if now - cut_at > PROBE_TIMEOUT_S:
+                self._probe = None
+            return
+        after = self._recent_loss(after=cut_at + SETTLE_S)
+        self._probe = None
+        # Congestion loss 1 - C/R falls to 1 - C/(0.8 R): by a quarter of what got through.
+        excess = before - self.inherent
+        answer = max(LOSS_ANSWERS, ANSWER_SHARE * min(excess, (1 - before) * (1 / DECREASE - 1)))
+        if before - after < answer and after <= INHERENT_MAX:
+            self.inherent = max(self.inherent, after)
+            self.smoothed_loss = after
 
 
 # How much loss the in-band FEC plans for (fec.py): what the SFU reports on our leg, and

@@ -246,6 +246,7 @@ class VideoSender:
                 "remb": self.remb_count, "remb_bps": self.remb_bps,
                 "fraction_lost": round(self.fraction_lost, 3),
                 "target_bps": self.allowed_bps(), "rate_reason": self.loss_rate.last_reason,
+                "link_loss": round(self.loss_rate.inherent, 3),
                 "extra_retransmissions": self.extra_retransmissions,
                 "consent": self.consent.status() if self.consent else None,
                 "ladder": self.ladder.last_reason if self.ladder else "off",

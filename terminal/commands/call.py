@@ -75,6 +75,10 @@ def format_status(status: dict) -> str:
                          f"{fec['data_share']:.0%} of the video bitrate is picture")
         elif fec:
             lines.append("protection: no parity (no loss seen)")
+        sending = call.get("sending") or {}
+        if sending.get("target_bps"):
+            lines.append(f"send rate:  aiming at {sending['target_bps'] / 1000:.0f} kbit/s "
+                         f"({sending.get('rate_reason', '-')})")
         for pid, who in call.get("participants", {}).items():
             lines.append(f"  {who['display']} ({pid}): {who['frames_shown']} frames, "
                          f"audio {who['audio_level_dbfs']} dBFS")

@@ -61,6 +61,7 @@ async def test_join_button_publishes_h264_and_opus_and_plays_the_room(room):
             assert "state:      in_call" in shown and "  alice (" in shown and "kbit/s video" in shown
             assert "video:      libx264 (" in shown, "which encoder and why"
             assert "protection: no parity (no loss seen)" in shown, "the video FEC plan"
+            assert "send rate:  aiming at " in shown and "kbit/s (" in shown, "the rate and why"
             assert figures["sending"]["fec"]["parity_packets"] == 0
             # Mute: the LED lights and Alice hears silence; unmute brings the tone back.
             await press(terminal, "mute")

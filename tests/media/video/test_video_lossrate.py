@@ -15,15 +15,49 @@ class Clock:
         return self.now
 
 
-def test_loss_on_our_leg_cuts_the_rate_once_a_second_down_to_the_floor():
+def run_link(rate: LossRate, clock: Clock, loss_at, seconds: int) -> list[int]:
+    """One receiver report a second; ``loss_at(t, bps)`` is the loss the link gives the
+    rate sent during the second before."""
+    rates = []
+    for t in range(seconds):
+        clock.now += 1.0
+        rate.on_report(loss_at(t, rate.target_bps))
+        rates.append(rate.target_bps)
+    return rates
+
+
+def test_loss_from_a_congested_link_cuts_the_rate_to_what_the_link_carries():
     clock = Clock()
     rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
-    assert rate.on_report(0.10) == int(1_000_000 * DECREASE)
-    assert rate.on_report(0.10) == int(1_000_000 * DECREASE), "at most one step a second"
-    for _ in range(30):
-        clock.now += 1.0
-        rate.on_report(0.10)
-    assert rate.target_bps == 150_000 and "loss 10%" in rate.last_reason
+    capacity = 400_000
+    rates = run_link(rate, clock, lambda t, bps: max(0.0, 1 - capacity / bps), 120)
+    assert rates[0] < 1_000_000, "the first report of 60 % loss cuts at once"
+    settled = rates[30:]
+    assert max(settled) <= 1.25 * capacity and min(settled) >= 0.6 * capacity, settled
+    assert sum(settled) / len(settled) <= 1.05 * capacity
+    assert rate.inherent < 0.02, "congestion loss is never taken for the link's own"
+
+
+def test_loss_that_does_not_fall_with_the_rate_is_the_links_own_and_stops_cutting():
+    clock = Clock()
+    rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    rates = run_link(rate, clock, lambda t, bps: 0.10, 60)
+    assert min(rates) >= int(1_000_000 * DECREASE), "one cut to test the loss, no more"
+    assert rates[-1] == 2_500_000, "the FEC repairs random loss: the picture keeps its rate"
+    assert rate.inherent == pytest.approx(0.10) and "link's own" in rate.last_reason
+    # When the link clears, the loss it had stops excusing loss.
+    run_link(rate, clock, lambda t, bps: 0.0, 30)
+    assert rate.inherent < 0.01
+
+
+def test_congestion_on_a_lossy_link_is_still_cut_to_what_the_link_carries():
+    clock = Clock()
+    rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    run_link(rate, clock, lambda t, bps: 0.10, 60)
+    capacity = 600_000
+    rates = run_link(rate, clock, lambda t, bps: 1 - 0.9 * min(1.0, capacity / bps), 120)
+    settled = rates[40:]
+    assert sum(settled) / len(settled) <= 1.1 * capacity and min(settled) >= 0.5 * capacity, settled
 
 
 def test_forwarded_keyframe_requests_count_as_loss_downstream():
