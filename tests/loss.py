@@ -6,6 +6,7 @@
     clear_udp_loss(netns)
 
     with udp_loss(netns, 10, port=leg_port(pc)): ...      # cleared on exit
+    set_udp_loss(netns, 0, port=51234, capacity_kbps=500) # a 500 kbit/s uplink for that peer
 
 The rules live in one table (``inet roombox_loss``) that each call replaces atomically, so
 one loss setting holds per namespace at a time. A packet is dropped when
@@ -19,6 +20,10 @@ arrives. ``direction`` is relative to ``port``: "out" = packets sent *from* ``po
 crossing another device ("in" arriving, "out" leaving); a looped-back packet is both, so on
 a loopback-only namespace every direction drops ``percent`` % of every UDP packet once.
 TCP (e.g. Janus's HTTP API) is never touched.
+
+``capacity_kbps`` adds a bottleneck on what ``port`` sends: a token-bucket policer (100 ms
+of burst) drops what exceeds the rate, as a congested uplink's full queue would — loss that
+falls when the sender sends less, unlike the random loss (no queueing delay is modelled).
 """
 from __future__ import annotations
 
@@ -51,8 +56,12 @@ def _match(direction: str, port: int | tuple[int, ...] | None) -> list[str]:
 
 
 def loss_ruleset(percent: float, direction: str = "both",
-                 port: int | tuple[int, ...] | None = None) -> str:
+                 port: int | tuple[int, ...] | None = None,
+                 capacity_kbps: float | None = None) -> str:
     """The nft script that replaces the loss table (exposed for tests and error messages)."""
+    if capacity_kbps is not None and (port is None or not capacity_kbps > 0):
+        raise ValueError(f"loss capacity_kbps must be > 0 and needs a port (whose uplink it "
+                         f"limits), got capacity_kbps={capacity_kbps!r}, port={port!r}")
     if not 0 <= percent <= 100:
         raise ValueError(f"loss percent must be within 0..100, got {percent!r}")
     if direction not in DIRECTIONS:
@@ -74,6 +83,12 @@ def loss_ruleset(percent: float, direction: str = "both",
         in_rules = [f'iif "lo" {m} {drop}' for m in matches]
     else:
         in_rules = [f"{m} {drop}" for m in matches]
+    if capacity_kbps is not None:
+        bytes_per_s = max(1, round(capacity_kbps * 1000 / 8))
+        police = (f"{_match('out', port)[0]} limit rate over {bytes_per_s} bytes/second "
+                  f"burst {max(1500, bytes_per_s // 10)} bytes counter drop")
+        out_rules.append(f'oif != "lo" {police}')
+        in_rules.append(police)
     body = "\n".join([
         f"table inet {TABLE} {{",
         "  chain out { type filter hook output priority 0; policy accept;",
@@ -87,11 +102,13 @@ def loss_ruleset(percent: float, direction: str = "both",
 
 
 def set_udp_loss(netns: str, percent: float, direction: str = "both",
-                 port: int | tuple[int, ...] | None = None) -> None:
+                 port: int | tuple[int, ...] | None = None,
+                 capacity_kbps: float | None = None) -> None:
     """Drop ``percent`` % of UDP packets in ``netns`` (replacing any earlier setting).
     ``port`` limits it to one peer's socket (one leg of a call), a tuple to several (both
-    legs); ``direction`` is relative to those ports. Needs root."""
-    _nft(netns, loss_ruleset(percent, direction, port))
+    legs); ``direction`` is relative to those ports; ``capacity_kbps`` also limits what
+    those ports send to that rate. Needs root."""
+    _nft(netns, loss_ruleset(percent, direction, port, capacity_kbps))
 
 
 def clear_udp_loss(netns: str) -> None:

@@ -46,6 +46,7 @@ LOSS_ANSWERS = 0.02      # the loss answered the cut if it fell at least this mu
 ANSWER_SHARE = 0.4       # ... or this share of what a cut takes off congestion loss
 INHERENT_MAX = 0.5       # beyond this a call is lost anyway: keep cutting
 INHERENT_FALL = 0.2      # per report, toward a lower loss
+CONGESTION_MEMORY_S = 30.0   # after loss answered a cut, parity and copies plan for less
 # Extra RTX copies by loss on our leg: 0 below 3 %, 1 below 10 %, else 2.
 COPIES_AT = ((0.10, 2), (0.03, 1))
 
@@ -66,6 +67,7 @@ class LossRate:
         self.inherent = 0.0
         self._reports: deque[tuple[float, float]] = deque(maxlen=8)   # (time, fraction lost)
         self._probe: tuple[float, float] | None = None    # (time of the cut, loss before it)
+        self._congested_at = float("-inf")
         self._requests: deque[float] = deque()
         self._last_update = float("-inf")
         self.last_reason = "start"
@@ -89,9 +91,19 @@ class LossRate:
     def retransmit_copies(self) -> int:
         """How many times to send each requested retransmission."""
         for threshold, extra in COPIES_AT:
-            if self.fraction_lost >= threshold:
+            if self.repairable_loss >= threshold:
                 return 1 + extra
         return 1
+
+    @property
+    def repairable_loss(self) -> float:
+        """The loss that redundancy (parity, retransmission copies) should plan for. Until a
+        cut has shown otherwise, all of it (most loss on a radio link is random); after
+        loss fell with the rate, only the link's own for ``CONGESTION_MEMORY_S``: redundancy
+        for congestion loss only adds to the queue that drops it."""
+        if self._clock() - self._congested_at < CONGESTION_MEMORY_S:
+            return self.inherent
+        return self.smoothed_loss
 
     @property
     def target_bps(self) -> int:
@@ -155,6 +167,8 @@ class LossRate:
         if before - after < answer and after <= INHERENT_MAX:
             self.inherent = max(self.inherent, after)
             self.smoothed_loss = after
+        else:
+            self._congested_at = now
 
 
 # How much loss the in-band FEC plans for (fec.py): what the SFU reports on our leg, and

@@ -202,7 +202,7 @@ class VideoSender:
                 if report.ssrc == ssrc:
                     self.fraction_lost = report.fraction_lost / 256
                     self.loss_rate.on_report(self.fraction_lost)
-                    self._plan_fec(self.expected_loss.on_report(self.fraction_lost))
+                    self._plan_fec(self.expected_loss.on_report(self.loss_rate.repairable_loss))
             self._steer()
 
     def allowed_bps(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 
 import pytest
 
@@ -88,6 +89,42 @@ def test_bad_settings_are_refused_with_the_value():
         loss_ruleset(5, port=70000)
     with pytest.raises(ValueError, match="at least one port"):
         loss_ruleset(5, port=())
+    with pytest.raises(ValueError, match="capacity_kbps=-1"):
+        loss_ruleset(0, port=5000, capacity_kbps=-1)
+    with pytest.raises(ValueError, match="needs a port"):
+        loss_ruleset(0, capacity_kbps=500)
+
+
+def test_capacity_passes_the_rate_and_drops_the_excess_of_that_sender_only(netns):
+    """A 400 kbit/s bottleneck on a's uplink: 1000-byte datagrams sent as fast as possible
+    (a burst far over the rate) mostly drop; paced under the rate, all arrive; b → a is free."""
+    a, b = _port_pair(netns)
+    with a, b:
+        set_udp_loss(netns, 0, port=a.getsockname()[1], capacity_kbps=400)
+        payload = bytes(1000)
+        for _ in range(500):                      # 4 Mbit in well under a second
+            a.sendto(payload, b.getsockname())
+        burst = _drain(b)
+        paced = 0
+        for _ in range(20):                       # 20 kB over 0.5 s = 320 kbit/s
+            a.sendto(payload, b.getsockname())
+            time.sleep(0.025)
+        paced = _drain(b)
+        back = _count(b, a, 500)
+        clear_udp_loss(netns)
+    assert burst < 100, f"{burst}/500 datagrams of a burst passed a 400 kbit/s limit"
+    assert paced >= 19, f"{paced}/20 datagrams paced under the limit arrived"
+    assert back == 500 and dropped_packets(netns) == 0   # cleared: counters gone
+
+
+def _drain(sock: socket.socket) -> int:
+    got = 0
+    try:
+        while True:
+            sock.recv(2000)
+            got += 1
+    except TimeoutError:
+        return got
 
 
 def test_loss_on_two_ports_hits_both_legs_once_each(netns):

@@ -154,7 +154,9 @@ async def _frames(stack: str, client, room, feed, pc, stack_ctx: contextlib.Asyn
 
 
 async def call(server: J.JanusServer, stack: str, leg: str, percent: float, seconds: float,
-               warmup_s: float, size: str, psnr_db: float) -> dict:
+               warmup_s: float, size: str, psnr_db: float, capacity_kbps: float | None = None) -> dict:
+    """One call; ``capacity_kbps`` also puts a bottleneck of that rate on what the ``leg``'s
+    peer sends (``pub``: the publisher's uplink, congestion our rate control must find)."""
     width, height = SIZES[size]
     camera = await asyncio.to_thread(RecordingCamera, CameraProfile(backend="sim", width=width,
                                                                     height=height, fps=FPS))
@@ -177,8 +179,8 @@ async def call(server: J.JanusServer, stack: str, leg: str, percent: float, seco
             load0 = os.getloadavg()[0]
             while (now := time.monotonic()) < end:
                 if not lossy and now >= loss_on:
-                    if percent > 0:
-                        set_udp_loss(server.netns, percent, port=port)
+                    if percent > 0 or capacity_kbps:
+                        set_udp_loss(server.netns, percent, port=port, capacity_kbps=capacity_kbps)
                     lossy = True
                 try:
                     async with asyncio.timeout(RECV_TIMEOUT_S):
@@ -195,7 +197,7 @@ async def call(server: J.JanusServer, stack: str, leg: str, percent: float, seco
                 reference = camera.references.get(stamp.counter)
                 quality = psnr(thumbnail(frame), reference) if reference is not None else 0.0
                 events.append((t, stamp.counter, quality, stamp.age_ms()))
-            dropped = dropped_packets(server.netns) - dropped0 if percent > 0 else 0
+            dropped = dropped_packets(server.netns) - dropped0 if percent > 0 or capacity_kbps else 0
             clear_udp_loss(server.netns)
             receiver_status, sender_status = sub_status(), pub["status"]()
     finally:

@@ -124,3 +124,14 @@ def test_fec_plans_for_the_floor_our_legs_reports_and_viewers_repeated_keyframe_
     assert plan.value == pytest.approx(VIEWER_MAX)
     clock.now += 600
     assert plan.value == pytest.approx(0.10), "calm lets it sink back to the floor"
+
+
+def test_redundancy_plans_for_random_loss_but_not_for_loss_that_fell_with_the_rate():
+    clock = Clock()
+    rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    run_link(rate, clock, lambda t, bps: 0.10, 30)
+    assert rate.repairable_loss == pytest.approx(0.10) and rate.retransmit_copies() == 3
+    congested = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    run_link(congested, clock, lambda t, bps: max(0.0, 1 - 400_000 / bps), 30)
+    assert congested.repairable_loss < 0.02 and congested.retransmit_copies() == 1, \
+        "parity and copies for congestion loss would only add to the queue that drops it"
