@@ -8,7 +8,11 @@ build), and at most MAX_IN_FLIGHT encoded frames wait for the loop.
 
 Keyframes: a request (viewer PLI/FIR, a new output) makes the *next* frame an IDR, so it
 leaves within one frame interval; requests closer together than ``keyframe_min_gap_s`` are
-merged into one that is served when the gap has passed.
+merged into one that is served when the gap has passed. The gap also grows with the cost of
+a keyframe at the current rate, so that forced keyframes take at most
+``FORCED_KEYFRAME_SHARE`` of it: on a congested link every lost keyframe brings the viewers'
+next requests, and answering each at once turned the stream all-intra (3 keyframes a second
+behind a 500 kbit/s uplink, 87 % of packets lost).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ LOAD_EWMA_ALPHA = 0.1
 MAX_IN_FLIGHT = 4
 SELF_VIEW_WAIT_S = 2.0       # at the end of a call, for a keyframe still being decoded
 THREAD_JOIN_TIMEOUT_S = 2.0
+FORCED_KEYFRAME_SHARE = 0.5
 
 
 def _finish(future: asyncio.Future, error: BaseException | None) -> None:
@@ -72,6 +77,7 @@ class VideoEncoder:
         self._opened_rung: Rung | None = None
         self._keyframe_reason: str | None = None
         self._last_forced_keyframe = float("-inf")
+        self.last_keyframe_bytes = 0
         self._next_pts = 0
         self._lock = threading.Lock()   # keyframe requests (loop) vs their consumer (thread)
         self._in_flight = 0
@@ -282,7 +288,7 @@ class VideoEncoder:
             if self._keyframe_reason is None:
                 return False
             now = time.monotonic()
-            if now - self._last_forced_keyframe < self.config.keyframe_min_gap_s:
+            if now - self._last_forced_keyframe < self.keyframe_gap_s():
                 return False
             self._last_forced_keyframe = now
             self.last_keyframe_reason = self._keyframe_reason
@@ -290,6 +296,12 @@ class VideoEncoder:
             self._keyframe_reason = None
             self.forced_keyframes += 1
             return True
+
+    def keyframe_gap_s(self) -> float:
+        """Least time between forced keyframes: the configured gap, or longer when the last
+        keyframe would take more than ``FORCED_KEYFRAME_SHARE`` of the target rate."""
+        cost_s = self.last_keyframe_bytes * 8 / (FORCED_KEYFRAME_SHARE * max(1, self.target_bitrate_bps))
+        return max(self.config.keyframe_min_gap_s, cost_s)
 
     def _encode(self, frame: av.VideoFrame, keyframe: bool, rung: Rung,
                 bitrate_bps: int) -> tuple[list[av.Packet], float]:
@@ -323,6 +335,8 @@ class VideoEncoder:
         for packet in packets:
             keyframe = bool(packet.is_keyframe)
             self.keyframes += keyframe
+            if keyframe:
+                self.last_keyframe_bytes = packet.size
             if keyframe and self._forced_pending_since is not None:
                 self.last_keyframe_delay_s = time.monotonic() - self._forced_pending_since
                 self._forced_pending_since = None
@@ -337,6 +351,7 @@ class VideoEncoder:
             frames_in=self.frames_in, frames_encoded=self.frames_encoded,
             frames_skipped=self.frames_skipped, keyframes=self.keyframes,
             forced_keyframes=self.forced_keyframes, last_keyframe_reason=self.last_keyframe_reason,
+            last_keyframe_bytes=self.last_keyframe_bytes, keyframe_gap_s=round(self.keyframe_gap_s(), 2),
             load=round(self.load, 3),
             encode_ms_per_frame=round(1000 * self.encode_wall_s / max(1, self.frames_encoded), 2),
             outputs={o.name: o.status() for o in self.outputs})

@@ -96,6 +96,12 @@ class LossRate:
         return 1
 
     @property
+    def congested(self) -> bool:
+        """Our own leg is losing packets to congestion (now, or a cut showed it lately)."""
+        return (self._clock() - self._congested_at < CONGESTION_MEMORY_S
+                or self.excess_loss >= LOSS_HIGH)
+
+    @property
     def repairable_loss(self) -> float:
         """The loss that redundancy (parity, retransmission copies) should plan for. Until a
         cut has shown otherwise, all of it (most loss on a radio link is random); after

@@ -186,7 +186,11 @@ class VideoSender:
                 self.fir_count += 1
             self.encoder.request_keyframe("PLI" if packet.fmt == RTCP_PSFB_PLI else "FIR")
             self.loss_rate.on_keyframe_request()
-            self._plan_fec(self.expected_loss.on_keyframe_request())
+            if not self.loss_rate.congested:
+                # Behind a congested uplink the viewers' requests are explained by our own
+                # leg: more parity would only add to the queue that drops it.
+                self.expected_loss.on_keyframe_request()
+            self._plan_fec()
             self._steer()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
@@ -202,7 +206,8 @@ class VideoSender:
                 if report.ssrc == ssrc:
                     self.fraction_lost = report.fraction_lost / 256
                     self.loss_rate.on_report(self.fraction_lost)
-                    self._plan_fec(self.expected_loss.on_report(self.loss_rate.repairable_loss))
+                    self.expected_loss.on_report(self.loss_rate.repairable_loss)
+                    self._plan_fec()
             self._steer()
 
     def allowed_bps(self) -> int:
@@ -219,9 +224,14 @@ class VideoSender:
         if self.ladder is not None:
             self.encoder.set_rung(self.ladder.update(time.monotonic(), allowed, self.encoder.load))
 
-    def _plan_fec(self, loss: float) -> None:
-        if self.packer is not None:
-            self.packer.expected_loss = loss
+    def _plan_fec(self) -> None:
+        if self.packer is None:
+            return
+        loss = self.expected_loss.value
+        if self.loss_rate.congested:
+            # Sending less is the cure; parity only for the link's own loss and the floor.
+            loss = min(loss, max(self.expected_loss.floor, self.loss_rate.repairable_loss))
+        self.packer.expected_loss = loss
 
     def _measure_data_share(self) -> float:
         if self.packer is None:

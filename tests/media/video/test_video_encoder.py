@@ -19,6 +19,7 @@ from media.video import (AnnexBFileOutput, EncodedOutput, NoEncoderAvailable, Vi
                          VideoConfigError, VideoEncoder, choose_encoder)
 from media.video.chain import ENV_OVERRIDE, ORDER, candidates
 from media.video.errors import EncoderUnavailable
+from media.video.encoder import FORCED_KEYFRAME_SHARE
 
 WAIT_S = 15
 
@@ -157,6 +158,32 @@ async def test_keyframe_request_makes_the_next_frame_an_idr_and_gaps_are_rate_li
     assert after[1:].count(True) == 0, "two requests within the gap give one keyframe"
     assert encoder.forced_keyframes == 2   # the start and the request
     assert encoder.status()["last_keyframe_reason"] == "test"
+
+
+async def test_forced_keyframes_take_at_most_half_the_rate_at_a_low_target(camera):
+    """Behind a congested link viewers keep asking for keyframes; at 150 kbit/s a keyframe
+    costs most of a second of the budget, so requests are served no faster than that."""
+    config = VideoConfig(encoder="libx264", bitrate_bps=150_000, min_bitrate_bps=150_000,
+                         keyframe_interval_s=60, keyframe_min_gap_s=0.2)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    recorder = Recorder(3)
+    encoder.add_output(recorder)
+    recorder.start()
+    async with running(encoder):
+        async with asyncio.timeout(WAIT_S):
+            await recorder.enough.wait()
+            first = recorder.packets[0][0]
+            gap_s = first.size * 8 / (FORCED_KEYFRAME_SHARE * 150_000)
+            assert encoder.keyframe_gap_s() == pytest.approx(gap_s) and gap_s > 0.3, first.size
+            encoder.request_keyframe("PLI")
+            while sum(k for _, k in recorder.packets) < 2:
+                recorder.count = len(recorder.packets) + 1
+                recorder.enough.clear()
+                await recorder.enough.wait()
+    second = next(p for p, k in recorder.packets[1:] if k)
+    waited_s = (second.pts - first.pts) / 90000
+    assert waited_s >= 0.9 * gap_s, f"forced keyframe after {waited_s:.2f} s, cost gap {gap_s:.2f} s"
+    assert waited_s <= gap_s + 0.2, "and served once the gap has passed"
 
 
 async def test_target_bitrate_steers_libx264_live(camera):

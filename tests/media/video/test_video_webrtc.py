@@ -10,12 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 from aiortc import RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtp import (RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket,
+                        pack_remb_fci)
 
 from hal.camera import stamp as stamps
 from media.video import (CodecNotNegotiated, VideoConfig, VideoEncoder, VideoReceiver,
                          VideoSender, choose_encoder)
 from media.video.ladder import QualityLadder
+from media.video.lossrate import ExpectedLoss, LossRate
 from media.video.webrtc import negotiated_video_codecs
 from tests.media.video.helpers import background, negotiate, until
 
@@ -169,3 +171,45 @@ async def test_quality_steps_down_on_low_remb_and_back_up_with_the_receiver_foll
         await frames_until(320)
         assert c.encoder.status()["quality"] == "320x240@30"
     assert c.sender.remb_count == 2 and "recovered" in c.sender.ladder.last_reason
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def receiver_report(ssrc: int, loss: float) -> RtcpRrPacket:
+    info = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=min(255, round(loss * 256)), packets_lost=0,
+                            highest_sequence=0, jitter=0, lsr=0, dlsr=0)
+    return RtcpRrPacket(ssrc=1, reports=[info])
+
+
+@pytest.mark.parametrize("link", ["random", "congested"])
+async def test_parity_follows_random_loss_but_not_congestion_or_the_requests_it_causes(camera, link):
+    """Janus's reports a second apart (and a forwarded PLI after a second with more loss than the parity covers), as
+    aiortc's RTCP objects: random 10 % loss on our leg gets parity for it and keeps the rate;
+    loss from a 400 kbit/s bottleneck (it falls with the rate) gets none, and the viewers'
+    keyframe requests it causes raise nothing."""
+    config = VideoConfig(encoder="libx264", bitrate_bps=1_000_000, keyframe_interval_s=60)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    sender = VideoSender(encoder, adapt=False)
+    clock = FakeClock()
+    sender.loss_rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    sender.expected_loss = ExpectedLoss(0.0, clock)
+    ssrc = 1234
+    for second in range(60):
+        clock.now += 1.0
+        loss = 0.10 if link == "random" else max(0.0, 1 - 400_000 / sender.allowed_bps())
+        sender._on_rtcp(receiver_report(ssrc, loss), ssrc)
+        if loss > sender.packer.expected_loss + 0.05:   # more than the parity covers: frames
+            # break and the viewer asks for a keyframe
+            sender._on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=ssrc), ssrc)
+    planned = sender.packer.expected_loss
+    if link == "random":
+        assert planned >= 0.09 and sender.allowed_bps() > 1_000_000, (planned, sender.allowed_bps())
+    else:
+        assert planned == 0.0 and sender.expected_loss.viewers == 0.0, planned
+        assert sender.allowed_bps() <= 480_000 and sender.loss_rate.retransmit_copies() == 1
