@@ -29,10 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -49,6 +47,7 @@ from media.video import (VideoConfig, VideoEncoder, VideoReceiver, VideoSender, 
 from media.video.encoders import Libx264Encoder  # noqa: E402
 # The Janus set-up is shared with the tests (one place knows how to run it on loopback).
 from tests import janus as J  # noqa: E402
+from bench.chromium_sub import chromium_binary, chromium_subscriber  # noqa: E402
 
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 FPS = 30
@@ -243,80 +242,17 @@ async def through_janus(server: J.JanusServer, width: int, height: int, seconds:
 
 # ---- (b') headless Chromium as the subscriber ---------------------------------------------
 
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-                  "--disable-features=WebRtcHideLocalIpsWithMdns"]
-PAGE = Path(__file__).with_name("chromium_page.html")
-
-
-def chromium_binary() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    return None
-
-
 async def chromium_main(url: str, room: int, feed: int, seconds: float,
                         playout_delay_ms: int | None) -> dict:
-    """Runs inside Janus's namespace: serves the page on 127.0.0.1, does the Janus signalling
-    for it (join on the page's /offer, start with its /answer) and returns what it measured."""
-    import tempfile
+    """Runs inside Janus's namespace: bench/chromium_sub.py's subscriber, first-picture time."""
     client = J.JanusClient(url)
-    loop = asyncio.get_running_loop()
-    result: asyncio.Future = loop.create_future()
-    joined: dict[str, float] = {}
-    offset_us = time.time_ns() // 1000 - time.monotonic_ns() // 1000
     async with client.session():
         handle = await client.attach()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode()
-            method, target = head.split(" ", 2)[:2]
-            length = next((int(line.split(":")[1]) for line in head.split("\r\n")
-                           if line.lower().startswith("content-length:")), 0)
-            body = json.loads(await reader.readexactly(length)) if length else None
-            reply, kind = b"{}", "application/json"
-            if target.startswith("/?") or target == "/":
-                reply, kind = PAGE.read_bytes(), "text/html"
-            elif target == "/offer":
-                joined["t"] = time.monotonic()
-                event = await client.message(handle, {"request": "join", "ptype": "subscriber",
-                                                      "room": room, "streams": [{"feed": feed}]})
-                reply = json.dumps({"type": "offer", "sdp": event["jsep"]["sdp"]}).encode()
-            elif target == "/answer":
-                await client.message(handle, {"request": "start", "room": room},
-                                     jsep={"type": "answer", "sdp": body["sdp"], "trickle": False})
-                if playout_delay_ms is not None:
-                    # Janus stamps the playout-delay extension on what it forwards: the browser
-                    # renders each frame as soon as it is decoded instead of smoothing.
-                    await client.message(handle, {"request": "configure", "streams": [
-                        {"mid": "0", "min_delay": playout_delay_ms, "max_delay": playout_delay_ms}]})
-            elif target == "/result" and not result.done():
-                result.set_result(body)
-            writer.write(f"HTTP/1.0 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {len(reply)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + reply)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        profile = tempfile.mkdtemp(prefix="bench-chromium-")
-        browser = await asyncio.create_subprocess_exec(
-            chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-            f"http://127.0.0.1:{port}/?offset_us={offset_us}&seconds={seconds}",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            async with asyncio.timeout(seconds + 30):
-                measured = await result
-        finally:
-            browser.terminate()
-            await asyncio.wait_for(browser.wait(), 10)
-            server.close()
-            shutil.rmtree(profile, ignore_errors=True)
-    if "error" in measured:
-        raise RuntimeError(f"chromium page: {measured['error']}")
-    measured["first_picture_s"] = (measured.pop("first_presented_us") - offset_us) / 1e6 - joined["t"]
+        measured = await chromium_subscriber(client, handle, room, feed, seconds, playout_delay_ms)
+    if measured["first_presented_us"] is None:
+        raise RuntimeError(f"chromium presented no frame in {seconds + 10:.0f} s: {measured['stats']}")
+    first_s = (measured.pop("first_presented_us") - measured["offset_us"]) / 1e6
+    measured["first_picture_s"] = first_s - measured["joined_monotonic"]
     return measured
 
 
