@@ -38,10 +38,9 @@ import time  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection  # noqa: E402
 
 from bench.chromium_sub import candidate_ports, chromium_binary, chromium_subscriber  # noqa: E402
-from hal.profile import CameraProfile  # noqa: E402
 from tests import janus as J  # noqa: E402
 from tests.loss import clear_udp_loss, dropped_packets, leg_port, set_udp_loss  # noqa: E402
-from tests.media.net.video_call import FPS, SIZES, RecordingCamera, _publish, score  # noqa: E402
+from tests.media.net.video_call import FPS, SIZES, _publish, score, stamped_camera  # noqa: E402
 
 _rooms = itertools.count(4100)
 PAGE_MARGIN_S = 2.0          # the page measures a little past the scored span
@@ -60,9 +59,7 @@ def frame_events(frame_log: list[list[float]], start: float,
 
 async def cell(server: J.JanusServer, stack: str, leg: str, percent: float, seconds: float,
                warmup_s: float, size: str) -> dict:
-    width, height = SIZES[size]
-    camera = await asyncio.to_thread(RecordingCamera, CameraProfile(backend="sim", width=width,
-                                                                    height=height, fps=FPS))
+    camera = await stamped_camera(size)
     client = J.JanusClient(server.url)
     room = next(_rooms)
     publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))

@@ -153,13 +153,18 @@ async def _frames(stack: str, client, room, feed, pc, stack_ctx: contextlib.Asyn
     return tracks[0].recv, lambda: {}
 
 
+async def stamped_camera(size: str) -> RecordingCamera:
+    """The simulated camera both loss benches publish (opened off the event loop)."""
+    width, height = SIZES[size]
+    return await asyncio.to_thread(RecordingCamera, CameraProfile(backend="sim", width=width,
+                                                                  height=height, fps=FPS))
+
+
 async def call(server: J.JanusServer, stack: str, leg: str, percent: float, seconds: float,
                warmup_s: float, size: str, psnr_db: float, capacity_kbps: float | None = None) -> dict:
     """One call; ``capacity_kbps`` also puts a bottleneck of that rate on what the ``leg``'s
     peer sends (``pub``: the publisher's uplink, congestion our rate control must find)."""
-    width, height = SIZES[size]
-    camera = await asyncio.to_thread(RecordingCamera, CameraProfile(backend="sim", width=width,
-                                                                    height=height, fps=FPS))
+    camera = await stamped_camera(size)
     client = J.JanusClient(server.url)
     room = next(_rooms)
     publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
