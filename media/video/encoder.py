@@ -8,11 +8,12 @@ build), and at most MAX_IN_FLIGHT encoded frames wait for the loop.
 
 Keyframes: a request (viewer PLI/FIR, a new output) makes the *next* frame an IDR, so it
 leaves within one frame interval; requests closer together than ``keyframe_min_gap_s`` are
-merged into one that is served when the gap has passed. The gap also grows with the cost of
-a keyframe at the current rate, so that forced keyframes take at most
-``FORCED_KEYFRAME_SHARE`` of it: on a congested link every lost keyframe brings the viewers'
-next requests, and answering each at once turned the stream all-intra (3 keyframes a second
-behind a 500 kbit/s uplink, 87 % of packets lost).
+merged into one that is served when the gap has passed. Beyond a burst of
+``FORCED_KEYFRAME_BURST`` (a call's start and a viewer joining right after), forced
+keyframes take at most ``FORCED_KEYFRAME_SHARE`` of the target rate: on a congested link
+every lost keyframe brings the viewers' next requests, and answering each at once turned
+the stream all-intra (3 keyframes a second behind a 500 kbit/s uplink, 87 % of packets
+lost).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ MAX_IN_FLIGHT = 4
 SELF_VIEW_WAIT_S = 2.0       # at the end of a call, for a keyframe still being decoded
 THREAD_JOIN_TIMEOUT_S = 2.0
 FORCED_KEYFRAME_SHARE = 0.5
+FORCED_KEYFRAME_BURST = 2
 
 
 def _finish(future: asyncio.Future, error: BaseException | None) -> None:
@@ -77,6 +79,7 @@ class VideoEncoder:
         self._opened_rung: Rung | None = None
         self._keyframe_reason: str | None = None
         self._last_forced_keyframe = float("-inf")
+        self._forced_at: list[float] = []
         self.last_keyframe_bytes = 0
         self._next_pts = 0
         self._lock = threading.Lock()   # keyframe requests (loop) vs their consumer (thread)
@@ -288,8 +291,13 @@ class VideoEncoder:
             if self._keyframe_reason is None:
                 return False
             now = time.monotonic()
-            if now - self._last_forced_keyframe < self.keyframe_gap_s():
+            if now - self._last_forced_keyframe < self.config.keyframe_min_gap_s:
                 return False
+            window = FORCED_KEYFRAME_BURST * self.keyframe_cost_s()
+            self._forced_at = [t for t in self._forced_at if now - t < window]
+            if len(self._forced_at) >= FORCED_KEYFRAME_BURST:
+                return False
+            self._forced_at.append(now)
             self._last_forced_keyframe = now
             self.last_keyframe_reason = self._keyframe_reason
             self._forced_pending_since = self._requested_at
@@ -297,11 +305,10 @@ class VideoEncoder:
             self.forced_keyframes += 1
             return True
 
-    def keyframe_gap_s(self) -> float:
-        """Least time between forced keyframes: the configured gap, or longer when the last
-        keyframe would take more than ``FORCED_KEYFRAME_SHARE`` of the target rate."""
-        cost_s = self.last_keyframe_bytes * 8 / (FORCED_KEYFRAME_SHARE * max(1, self.target_bitrate_bps))
-        return max(self.config.keyframe_min_gap_s, cost_s)
+    def keyframe_cost_s(self) -> float:
+        """How long ``FORCED_KEYFRAME_SHARE`` of the target rate takes to pay for one keyframe
+        the size of the last: past the burst, the least spacing of forced keyframes."""
+        return self.last_keyframe_bytes * 8 / (FORCED_KEYFRAME_SHARE * max(1, self.target_bitrate_bps))
 
     def _encode(self, frame: av.VideoFrame, keyframe: bool, rung: Rung,
                 bitrate_bps: int) -> tuple[list[av.Packet], float]:
@@ -351,7 +358,7 @@ class VideoEncoder:
             frames_in=self.frames_in, frames_encoded=self.frames_encoded,
             frames_skipped=self.frames_skipped, keyframes=self.keyframes,
             forced_keyframes=self.forced_keyframes, last_keyframe_reason=self.last_keyframe_reason,
-            last_keyframe_bytes=self.last_keyframe_bytes, keyframe_gap_s=round(self.keyframe_gap_s(), 2),
+            last_keyframe_bytes=self.last_keyframe_bytes, keyframe_cost_s=round(self.keyframe_cost_s(), 2),
             load=round(self.load, 3),
             encode_ms_per_frame=round(1000 * self.encode_wall_s / max(1, self.frames_encoded), 2),
             outputs={o.name: o.status() for o in self.outputs})
