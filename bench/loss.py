@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 from tests import janus as J  # noqa: E402
 from tests.media.net.video_call import BITRATE_BPS, FPS, SIZES, call  # noqa: E402
@@ -46,26 +48,34 @@ def print_row(r: dict) -> None:
           f"{r['load']:5.1f}  {'yes' if usable else 'no'}", flush=True)
 
 
-async def main_async(args) -> list[dict]:
+@contextlib.contextmanager
+def janus_in_own_netns(name: str) -> Iterator[J.JanusServer]:
+    """A Janus on loopback in a fresh network namespace, the calling thread inside it (the
+    loss rules live there; aiortc, and Chromium started from here, gather loopback only)."""
     import aioice.ice
     aioice.ice.get_host_addresses = J.only_loopback_addresses
-    netns = f"roombox-lossbench-{os.getpid()}"
+    netns = f"{name}-{os.getpid()}"
     J.create_netns(netns)
     server = J.start_janus(netns)
-    results = []
     try:
         with J.netns_entered(netns):
-            print("stack leg   loss  secs  bad%(fz) longest    fps  p50 ms corrupt dropped  load  usable")
-            for percent in args.levels:
-                for leg in args.legs:
-                    for stack in args.stacks:
-                        r = await call(server, stack, leg, percent, args.seconds, args.warmup,
-                                       args.size, args.psnr_db)
-                        results.append(r)
-                        print_row(r)
+            yield server
     finally:
         J.stop_janus(server)
         J.delete_netns(netns)
+
+
+async def main_async(args) -> list[dict]:
+    results = []
+    with janus_in_own_netns("roombox-lossbench") as server:
+        print("stack leg   loss  secs  bad%(fz) longest    fps  p50 ms corrupt dropped  load  usable")
+        for percent in args.levels:
+            for leg in args.legs:
+                for stack in args.stacks:
+                    r = await call(server, stack, leg, percent, args.seconds, args.warmup,
+                                   args.size, args.psnr_db)
+                    results.append(r)
+                    print_row(r)
     return results
 
 
@@ -80,14 +90,20 @@ async def speech(args, measure_speech) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="0,10,20", type=lambda s: [float(x) for x in s.split(",")])
+def add_grid_arguments(parser: argparse.ArgumentParser, levels: str, seconds: float) -> None:
+    """The cells of a loss bench: loss levels × legs × stacks, their length and picture size
+    (also bench/loss_chromium.py's)."""
+    parser.add_argument("--levels", default=levels, type=lambda s: [float(x) for x in s.split(",")])
     parser.add_argument("--legs", default="sub,pub", type=lambda s: s.split(","))
     parser.add_argument("--stacks", default="ours,stock", type=lambda s: s.split(","))
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--size", choices=SIZES, default="360p")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_grid_arguments(parser, levels="0,10,20", seconds=60.0)
     parser.add_argument("--psnr-db", type=float, default=22.0)
     parser.add_argument("--json", help="also write every result (with receiver/sender status) here")
     parser.add_argument("--speech", action="store_true",

@@ -38,9 +38,10 @@ import time  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection  # noqa: E402
 
 from bench.chromium_sub import candidate_ports, chromium_binary, chromium_subscriber  # noqa: E402
+from bench.loss import add_grid_arguments, janus_in_own_netns  # noqa: E402
 from tests import janus as J  # noqa: E402
 from tests.loss import clear_udp_loss, dropped_packets, leg_port, set_udp_loss  # noqa: E402
-from tests.media.net.video_call import FPS, SIZES, _publish, score, stamped_camera  # noqa: E402
+from tests.media.net.video_call import FPS, _publish, score, stamped_camera  # noqa: E402
 
 _rooms = itertools.count(4100)
 PAGE_MARGIN_S = 2.0          # the page measures a little past the scored span
@@ -120,43 +121,29 @@ def print_row(r: dict) -> None:
 async def main_async(args: argparse.Namespace) -> list[dict]:
     """Every cell; a cell that fails is printed and kept with its error, the others go on;
     ``--json`` is rewritten after each cell."""
-    import aioice.ice
-    aioice.ice.get_host_addresses = J.only_loopback_addresses
-    netns = f"roombox-lossbench-cr-{os.getpid()}"
-    J.create_netns(netns)
-    server = J.start_janus(netns)
     results = []
-    try:
-        with J.netns_entered(netns):   # Chromium, started from here, lives in it too
-            print("stack leg   loss  secs  bad%(fz) longest    fps  p50 ms corrupt"
-                  "  freezes freeze s fdropped  nacks  plis  pktlost  load  usable")
-            for percent in args.levels:
-                for leg in args.legs:
-                    for stack in args.stacks:
-                        try:
-                            r = await cell(server, stack, leg, percent, args.seconds, args.warmup, args.size)
-                        except Exception as exc:   # one broken cell must not lose the run
-                            results.append(dict(stack=stack, leg=leg, percent=percent, error=repr(exc)))
-                            print(f"{stack:5} {leg:3} {percent:5.0f}  failed: {exc!r}", flush=True)
-                        else:
-                            results.append(r)
-                            print_row(r)
-                        if args.json:
-                            Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    finally:
-        J.stop_janus(server)
-        J.delete_netns(netns)
+    with janus_in_own_netns("roombox-lossbench-cr") as server:   # Chromium starts in it too
+        print("stack leg   loss  secs  bad%(fz) longest    fps  p50 ms corrupt"
+              "  freezes freeze s fdropped  nacks  plis  pktlost  load  usable")
+        for percent in args.levels:
+            for leg in args.legs:
+                for stack in args.stacks:
+                    try:
+                        r = await cell(server, stack, leg, percent, args.seconds, args.warmup, args.size)
+                    except Exception as exc:   # one broken cell must not lose the run
+                        results.append(dict(stack=stack, leg=leg, percent=percent, error=repr(exc)))
+                        print(f"{stack:5} {leg:3} {percent:5.0f}  failed: {exc!r}", flush=True)
+                    else:
+                        results.append(r)
+                        print_row(r)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="0,10,20,30", type=lambda s: [float(x) for x in s.split(",")])
-    parser.add_argument("--legs", default="sub,pub", type=lambda s: s.split(","))
-    parser.add_argument("--stacks", default="ours,stock", type=lambda s: s.split(","))
-    parser.add_argument("--seconds", type=float, default=120.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--size", choices=SIZES, default="360p")
+    add_grid_arguments(parser, levels="0,10,20,30", seconds=120.0)
     parser.add_argument("--json", help="also write every result (with the sender's status) here")
     args = parser.parse_args()
     if os.geteuid() != 0:
