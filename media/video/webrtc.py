@@ -30,15 +30,13 @@ from media.video.encoder import VideoEncoder
 from media.video.errors import CodecNotNegotiated
 from media.video.fec_stream import ProtectedH264Packer
 from media.video.ladder import QualityLadder
-from media.video.lossrate import ExpectedLoss, LossRate
+from media.video.lossrate import CopyBudget, ExpectedLoss, LossRate
 from media.video.outputs import EncodedOutput
 
 log = logging.getLogger("roombox.media.video")
 
 # A few frames of slack between the encoder and aiortc's send loop; more only adds latency.
 TRACK_QUEUE_PACKETS = 4
-EXTRA_COPY_SHARE = 0.2       # extra retransmission copies may take this share of the rate
-COPY_PACKET_BYTES = 1200     # what one copy is counted as (H.264 packets are ≤ ~1200 bytes)
 # Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
 REMB_SHARE = 0.9
 SHARE_MIN_BYTES = 20_000        # bytes sent before the picture's share of them is re-measured
@@ -122,8 +120,7 @@ class VideoSender:
         self.remb_count = 0
         self.fraction_lost = 0.0
         self.extra_retransmissions = 0
-        self._copy_tokens = 0.0
-        self._copy_refilled = time.monotonic()
+        self.copy_budget = CopyBudget()
         config = encoder.config
         self.loss_rate = LossRate(config.bitrate_bps, config.min_bitrate_bps, config.max_bitrate_bps)
         self.expected_loss = ExpectedLoss(config.fec_min_loss_pct / 100)
@@ -174,7 +171,7 @@ class VideoSender:
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 # aiortc answered each NACKed packet once; under loss, send more copies.
                 copies = [seq for _ in range(self.loss_rate.retransmit_copies() - 1) for seq in packet.lost]
-                for seq in copies[:self.extra_copies_allowed(len(copies))]:
+                for seq in copies[:self.copy_budget.allow(len(copies), self.allowed_bps())]:
                     await sender._retransmit(seq)
                     self.extra_retransmissions += 1
 
@@ -213,20 +210,6 @@ class VideoSender:
                     self.expected_loss.on_report(self.loss_rate.repairable_loss)
                     self._plan_fec()
             self._steer()
-
-    def extra_copies_allowed(self, wanted: int) -> int:
-        """How many of ``wanted`` extra retransmission copies fit the copies' budget
-        (``EXTRA_COPY_SHARE`` of the target rate, one second of burst). The copies are not
-        in the encoder's budget; unbudgeted, on a congested link they kept the loss up
-        whatever the rate (56,000 copies a minute behind a 1 Mbit/s bottleneck) and so
-        passed the loss off as the link's own."""
-        now = time.monotonic()
-        per_s = EXTRA_COPY_SHARE * self.allowed_bps() / 8 / COPY_PACKET_BYTES
-        self._copy_tokens = min(per_s, self._copy_tokens + (now - self._copy_refilled) * per_s)
-        self._copy_refilled = now
-        granted = min(wanted, int(self._copy_tokens))
-        self._copy_tokens -= granted
-        return granted
 
     def allowed_bps(self) -> int:
         """The send rate we aim for: loss-based, under REMB when the far end sends it."""

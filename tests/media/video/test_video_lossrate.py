@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from media.video.lossrate import (CALM_S, DECREASE, INCREASE, VIEWER_MAX, VIEWER_STEP,
-                                  ExpectedLoss, LossRate)
+from media.video.lossrate import (CALM_S, COPY_PACKET_BYTES, DECREASE, EXTRA_COPY_SHARE, INCREASE,
+                                  VIEWER_MAX, VIEWER_STEP, CopyBudget, ExpectedLoss, LossRate)
 
 
 class Clock:
@@ -135,3 +135,19 @@ def test_redundancy_plans_for_random_loss_but_not_for_loss_that_fell_with_the_ra
     run_link(congested, clock, lambda t, bps: max(0.0, 1 - 400_000 / bps), 30)
     assert congested.repairable_loss < 0.02 and congested.retransmit_copies() == 1, \
         "parity and copies for congestion loss would only add to the queue that drops it"
+
+
+def test_extra_retransmission_copies_keep_to_a_fifth_of_the_rate():
+    clock = Clock()
+    budget = CopyBudget(clock=clock)
+    rate_bps = 1_200_000
+    per_s = EXTRA_COPY_SHARE * rate_bps / 8 / COPY_PACKET_BYTES            # 25 copies a second
+    assert budget.allow(10, rate_bps) == 0, "nothing saved up at the start"
+    clock.now += 10.0                          # a long calm saves one second's worth, no more
+    assert budget.allow(1000, rate_bps) == int(per_s)
+    assert budget.allow(10, rate_bps) == 0, "spent"
+    clock.now += 0.4
+    assert budget.allow(100, rate_bps) == int(0.4 * per_s)
+    clock.now += 1.0
+    assert budget.allow(100, 150_000) == int(EXTRA_COPY_SHARE * 150_000 / 8 / COPY_PACKET_BYTES), \
+        "at a low rate, few copies"

@@ -18,7 +18,7 @@ from media.video import (CodecNotNegotiated, VideoConfig, VideoEncoder, VideoRec
                          VideoSender, choose_encoder)
 from media.video.ladder import QualityLadder
 from media.video.lossrate import ExpectedLoss, LossRate
-from media.video.webrtc import COPY_PACKET_BYTES, EXTRA_COPY_SHARE, negotiated_video_codecs
+from media.video.webrtc import negotiated_video_codecs
 from tests.media.video.helpers import background, negotiate, until
 
 WAIT_S = 15
@@ -214,17 +214,3 @@ async def test_parity_follows_random_loss_but_not_congestion_or_the_requests_it_
         assert planned == 0.0 and sender.expected_loss.viewers == 0.0, planned
         assert sender.allowed_bps() <= 480_000 and sender.loss_rate.retransmit_copies() == 1
 
-
-async def test_extra_retransmission_copies_keep_to_a_fifth_of_the_rate(camera, monkeypatch):
-    config = VideoConfig(encoder="libx264", bitrate_bps=1_200_000, keyframe_interval_s=60)
-    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
-    sender = VideoSender(encoder, adapt=False)
-    now = [100.0]
-    monkeypatch.setattr("media.video.webrtc.time.monotonic", lambda: now[0])
-    sender._copy_refilled = now[0]
-    per_s = EXTRA_COPY_SHARE * sender.allowed_bps() / 8 / COPY_PACKET_BYTES     # 25 copies/s
-    now[0] += 10.0                              # a long calm fills one second's worth, no more
-    assert sender.extra_copies_allowed(1000) == int(per_s)
-    assert sender.extra_copies_allowed(10) == 0, "spent"
-    now[0] += 0.2
-    assert sender.extra_copies_allowed(10) == int(0.2 * per_s)
