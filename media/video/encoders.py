@@ -19,13 +19,15 @@ from av.video.frame import PictureType
 
 from media.video.config import Rung
 from media.video.errors import EncoderUnavailable
+from media.video.live_vbv import LiveVbv
 
 log = logging.getLogger("roombox.media.video")
 
 # RTP's video clock: camera pts arrive in it and packets leave in it, no rescaling.
 TIME_BASE = Fraction(1, 90000)
-# VBV buffer as a fraction of a second of the cap: small enough that a keyframe cannot
-# queue hundreds of milliseconds of data in front of the next frames.
+# VBV buffer in seconds of the target rate: bounds a keyframe to about this much of the
+# rate (2.6 kB at 150 kbit/s, 15 kB at 1.5 Mbit/s, 360p), so it does not queue hundreds of
+# milliseconds of data in front of the next frames or overflow a short bottleneck queue.
 VBV_BUFFER_S = 0.5
 
 
@@ -116,9 +118,11 @@ class PyAvEncoder(EncoderBackend):
 
 class Libx264Encoder(PyAvEncoder):
     """Software x264: ultrafast/superfast, zerolatency (no B-frames, no lookahead, sliced
-    threads), constrained baseline, which every browser decodes. The bitrate follows REMB
-    live: with a VBV cap (maxrate/bufsize) set, FFmpeg reconfigures x264 when bit_rate
-    changes; without VBV x264 ignores the new rate (measured)."""
+    threads), constrained baseline, which every browser decodes. CBR: the VBV cap is the
+    target itself and moves with it (``LiveVbv``), the only mode in which x264 follows a
+    new rate within a second; with the cap above the target it averages over the whole
+    call and hardly moves (measured, see media/video/live_vbv.py). Where the VBV cannot be
+    reached, ``set_bitrate()`` says so and big changes reopen the encoder."""
 
     name = "libx264"
     codec_name = "libx264"
@@ -126,13 +130,20 @@ class Libx264Encoder(PyAvEncoder):
     def __init__(self, preset: str = "ultrafast") -> None:
         super().__init__()
         self.preset = preset
+        self._vbv: LiveVbv | None = None
 
     def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
         return {"preset": self.preset, "tune": "zerolatency", "profile": "baseline",
-                "forced-idr": "1", "maxrate": str(max_bitrate_bps),
-                "bufsize": str(int(max_bitrate_bps * VBV_BUFFER_S))}
+                "forced-idr": "1", "maxrate": str(bitrate_bps),
+                "bufsize": str(int(bitrate_bps * VBV_BUFFER_S))}
+
+    def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
+        super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)
+        self._vbv = LiveVbv(self._ctx)
 
     def set_bitrate(self, bitrate_bps: int) -> bool:
+        if self._vbv is None or not self._vbv.set(bitrate_bps, int(bitrate_bps * VBV_BUFFER_S)):
+            return False
         self._ctx.bit_rate = bitrate_bps
         return True
 

@@ -11,9 +11,9 @@ import numpy as np
 from aiortc.codecs.h264 import H264Encoder, h264_depayload
 from aiortc.rtp import RtpPacket
 
-from media.video.fec import (BLOCK_HEADER, MAX_GROUP, Parity, data_block, encode_parity,
-                             packet_from_block, parity_count, recover_blocks, slice_count,
-                             slice_span)
+from media.video.fec import (BLOCK_HEADER, HEADER, MAX_GROUP, UUID, Parity, data_block,
+                             encode_parity, packet_from_block, parity_count, recover_blocks,
+                             slice_count, slice_span)
 
 # A code word may be lost (more than r of its k + r packets gone) this often at the expected
 # loss: at 30 fps about one frame in 17 s then needs a keyframe.
@@ -24,6 +24,9 @@ KEYFRAME_LOSS_FACTOR = 2.0
 KEYFRAME_MIN_LOSS = 0.3
 MAX_RUN = 255
 MAX_PARITY_PAYLOAD = 1300       # aiortc's own packet size limit for H.264 payloads
+ALLOWANCE_FRAMES = 4            # unspent parity allowance carried over, in frames' worth
+# A parity packet's bytes beyond its block: NAL and SEI headers, our UUID and header, stop bit.
+PARITY_HEADER_BYTES = 4 + len(UUID) + HEADER.size + 1
 
 
 def _groups(n: int) -> list[tuple[int, int]]:
@@ -49,11 +52,20 @@ class _Frame:
 class ProtectedH264Packer(H264Encoder):
     """aiortc's H.264 packer (``pack()`` of pre-encoded packets) that sends, at the front
     of each access unit, the parity of the previous frame's packets for ``expected_loss``.
-    Goes into an RTCRtpSender's encoder slot (``VideoSender`` does it)."""
+    Goes into an RTCRtpSender's encoder slot (``VideoSender`` does it).
+
+    ``max_overhead`` (None: no limit) caps parity bytes per picture byte: each frame earns
+    that share of its own size, unspent allowance carries over up to ``ALLOWANCE_FRAMES``
+    frames' worth, and a frame whose planned parity costs more gets fewer parity packets.
+    At low rates a frame is one packet and the plan for 30 % loss is four parity packets
+    of the same size: without the cap parity was four times the picture and the stream
+    three times the rate the congestion control had asked for."""
 
     def __init__(self, expected_loss: float = 0.0) -> None:
         super().__init__()
         self.expected_loss = expected_loss
+        self.max_overhead: float | None = None
+        self._allowance = 0.0
         self._previous: _Frame | None = None
         self.data_bytes = 0
         self.parity_bytes = 0
@@ -83,6 +95,7 @@ class ProtectedH264Packer(H264Encoder):
                 words.append((start, k, r))
         while self._run_len(frame, words) > MAX_RUN:             # a huge keyframe
             words = [(s, k, max(1, r - 1)) for s, k, r in words]
+        words = self._within_allowance(frame, words)
         run_len = self._run_len(frame, words)
         run, pos = [], 0
         ts_delta = (timestamp - frame.timestamp) & 0xFFFFFFFF
@@ -104,6 +117,24 @@ class ProtectedH264Packer(H264Encoder):
         if any(len(p) > MAX_PARITY_PAYLOAD for p in run):
             return []           # pathological escaping: rather no parity than a packet too long
         return run
+
+    def _within_allowance(self, frame: _Frame, words: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """``words`` with parity counts lowered, largest first, to what ``max_overhead``
+        leaves for this frame; spends the allowance."""
+        if self.max_overhead is None:
+            return words
+        earned = self.max_overhead * sum(map(len, frame.payloads))
+        self._allowance = min(self._allowance + earned, ALLOWANCE_FRAMES * earned)
+        while words and self._run_bytes(frame, words) > self._allowance:
+            largest = max(range(len(words)), key=lambda i: words[i][2])
+            start, k, r = words[largest]
+            words = words[:largest] + ([(start, k, r - 1)] if r > 1 else []) + words[largest + 1:]
+        self._allowance -= self._run_bytes(frame, words)
+        return words
+
+    def _run_bytes(self, frame: _Frame, words: list[tuple[int, int, int]]) -> int:
+        return sum(r * (length + slice_count(length) * PARITY_HEADER_BYTES)
+                   for length, r in ((self._length(frame, s, k), r) for s, k, r in words))
 
     def _run_len(self, frame: _Frame, words: list[tuple[int, int, int]]) -> int:
         return sum(r * slice_count(self._length(frame, s, k)) for s, k, r in words)

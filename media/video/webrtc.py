@@ -220,6 +220,11 @@ class VideoSender:
 
     def _steer(self) -> None:
         allowed = self.allowed_bps()
+        if self.packer is not None:
+            # The picture cannot go below its floor, so parity gets what is left of the
+            # rate: the stream as a whole must shrink when the rate control says so.
+            floor = self.encoder.config.min_bitrate_bps
+            self.packer.max_overhead = max(0.0, allowed / floor - 1)
         # The parity rides in the same budget: the picture gets its measured share of it.
         self.encoder.set_target_bitrate(int(allowed * self._measure_data_share()))
         if self.ladder is not None:

@@ -19,6 +19,7 @@ from media.video import (AnnexBFileOutput, EncodedOutput, NoEncoderAvailable, Vi
                          VideoConfigError, VideoEncoder, choose_encoder)
 from media.video.chain import ENV_OVERRIDE, ORDER, candidates
 from media.video.errors import EncoderUnavailable
+from media.video import live_vbv
 from media.video.encoder import FORCED_KEYFRAME_BURST
 
 WAIT_S = 15
@@ -163,7 +164,8 @@ async def test_keyframe_request_makes_the_next_frame_an_idr_and_gaps_are_rate_li
 async def test_forced_keyframes_take_at_most_half_the_rate_at_a_low_target(camera):
     """Behind a congested link viewers keep asking for keyframes; at 150 kbit/s a keyframe
     costs most of a second of the budget. A call's start and one viewer joining are served
-    at once; further requests no faster than the budget pays for them."""
+    at once; further requests no faster than the budget pays for them (x264's VBV holds a
+    keyframe to about half a second of the rate, so at half the rate about a second)."""
     config = VideoConfig(encoder="libx264", bitrate_bps=150_000, min_bitrate_bps=150_000,
                          keyframe_interval_s=60, keyframe_min_gap_s=0.2)
     encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
@@ -183,7 +185,7 @@ async def test_forced_keyframes_take_at_most_half_the_rate_at_a_low_target(camer
             encoder.request_keyframe("viewer joined")
             await keyframes(2)
             cost_s = encoder.keyframe_cost_s()
-            assert cost_s > 0.3, encoder.last_keyframe_bytes
+            assert cost_s > 0.15, encoder.last_keyframe_bytes
             encoder.request_keyframe("PLI")
             await keyframes(3)
     first, second, third = [p for p, k in recorder.packets if k][:3]
@@ -193,9 +195,10 @@ async def test_forced_keyframes_take_at_most_half_the_rate_at_a_low_target(camer
     assert waited_s <= FORCED_KEYFRAME_BURST * cost_s + 0.5, "and served once the budget allows"
 
 
-async def test_target_bitrate_steers_libx264_live(camera):
-    config = VideoConfig(encoder="libx264", bitrate_bps=1_000_000, max_bitrate_bps=1_000_000,
-                         keyframe_interval_s=60)
+async def rate_after_change(camera, start_bps: int, new_bps: int) -> tuple[float, float, list]:
+    """Bit/s an encoder started at ``start_bps`` (cap at the default maximum, 2.5 Mbit/s)
+    sends over its frames 15-45, then over frames 75-105 after being told ``new_bps``."""
+    config = VideoConfig(encoder="libx264", bitrate_bps=start_bps, keyframe_interval_s=60)
     encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
     recorder = Recorder(45)
     encoder.add_output(recorder)
@@ -203,14 +206,35 @@ async def test_target_bitrate_steers_libx264_live(camera):
     async with running(encoder):
         async with asyncio.timeout(WAIT_S):
             await recorder.enough.wait()
-            assert encoder.set_target_bitrate(100_000) == 150_000, "clamped to min_bitrate_bps"
-            recorder.count = 120
+            assert encoder.set_target_bitrate(new_bps) == new_bps
+            recorder.count = 105
             recorder.enough.clear()
             await recorder.enough.wait()
-    high = sum(p.size for p, _ in recorder.packets[15:45]) / 30
-    low = sum(p.size for p, _ in recorder.packets[90:120]) / 30
-    assert low < 0.5 * high, f"bytes/frame {high:.0f} at 1 Mbit/s vs {low:.0f} at 150 kbit/s"
-    assert not any(k for _, k in recorder.packets[1:]), "a live rate change needs no keyframe"
+    before = sum(p.size for p, _ in recorder.packets[15:45]) * 8
+    after = sum(p.size for p, _ in recorder.packets[75:105]) * 8
+    return before, after, recorder.packets
+
+
+async def test_target_bitrate_steers_libx264_live(camera):
+    """Congestion control is only as good as the encoder's obedience: told 150 kbit/s after
+    1 Mbit/s, x264 is there within a second (it had stayed at several times that when its
+    VBV cap sat at the call's maximum), without a keyframe."""
+    before, after, packets = await rate_after_change(camera, 1_000_000, 150_000)
+    assert after <= 1.25 * 150_000, f"{after / 1000:.0f} kbit/s sent for 150"
+    assert after < 0.5 * before, (before, after)
+    assert not any(k for _, k in packets[1:]), "a live rate change needs no keyframe"
+    config = VideoConfig(encoder="libx264", bitrate_bps=1_000_000)
+    encoder = VideoEncoder(camera, config, await choose_encoder(camera, config, environ={}))
+    assert encoder.set_target_bitrate(100_000) == 150_000, "clamped to min_bitrate_bps"
+
+
+async def test_without_a_live_vbv_a_big_rate_change_reopens_the_encoder(camera, monkeypatch):
+    """A PyAV whose context cannot be reached (``live_vbv`` finds no libavcodec): x264 is
+    reopened at the new rate instead, which costs one keyframe but keeps the rate."""
+    monkeypatch.setattr(live_vbv, "_libraries", lambda: None)
+    before, after, packets = await rate_after_change(camera, 1_000_000, 150_000)
+    assert after <= 1.25 * 150_000, f"{after / 1000:.0f} kbit/s sent for 150"
+    assert sum(k for _, k in packets[1:]) == 1, "one keyframe: the reopened encoder's first"
 
 
 class H264Camera(Camera):

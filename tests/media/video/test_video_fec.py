@@ -189,6 +189,30 @@ def test_random_loss_without_any_retransmission_is_repaired_by_parity():
     assert len(decoded_counters(plain_released)) < 0.6 * 240
 
 
+def test_parity_keeps_to_its_share_of_the_rate_and_still_repairs():
+    """At a low rate under congestion the picture is at its floor and parity may only take
+    what is left: ``max_overhead`` 0.5 holds parity to half the picture's bytes (planned
+    for 30 % loss it was several times the picture), and what parity there is still
+    repairs: the stream decodes in order, with frames rebuilt."""
+    frames = encoded_frames(240)
+    free = ProtectedH264Packer(expected_loss=0.3)
+    rtp_stream(frames, free)
+    assert free.parity_bytes > 1.5 * free.data_bytes, (free.parity_bytes, free.data_bytes)
+    capped = ProtectedH264Packer(expected_loss=0.3)
+    capped.max_overhead = 0.5
+    rtp = rtp_stream(frames, capped)
+    assert capped.parity_bytes <= 0.5 * capped.data_bytes, (capped.parity_bytes, capped.data_bytes)
+    assert capped.parity_bytes >= 0.3 * capped.data_bytes, "the allowance is spent, not hoarded"
+    rng = random.Random(3)
+    buffer, released = receive(rtp, {p.sequence_number for p in rtp if rng.random() < 0.05}, rng)
+    counters = decoded_counters(released)
+    assert counters == sorted(counters) and buffer.fec_rebuilt >= 5, buffer.status()
+    none = ProtectedH264Packer(expected_loss=0.3)
+    none.max_overhead = 0.0
+    rtp_stream(frames, none)
+    assert none.parity_bytes == 0
+
+
 def test_lost_parity_never_blocks_a_frame():
     """Every parity packet of every other run lost (and nothing else): the frames behind
     those runs are released all the same, and no parity sequence number is NACKed for long."""
