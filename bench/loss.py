@@ -3,6 +3,7 @@
     .venv/bin/python bench/loss.py                                   # 0,10,20 %, both legs
     .venv/bin/python bench/loss.py --levels 10 --legs sub --seconds 300 --stacks ours
     .venv/bin/python bench/loss.py --speech                          # + bench/loss_audio.py
+    .venv/bin/python bench/loss.py --levels 0 --legs pub --capacity 500,1000 --seconds 120
 
 Needs root (a network namespace for Janus, nftables for the loss: this kernel has no netem).
 The call and its figures are tests/media/net/video_call.py's ``call()`` and ``score()``:
@@ -11,6 +12,9 @@ leg (publisher↔Janus or Janus↔subscriber) are dropped at random both ways fo
 bad% = 100 ms windows without a new, fresh (≤ 400 ms old), intact frame (stamp reads,
 thumbnail within ``--psnr-db`` of the camera's frame); longest = longest run of such windows;
 fps = new intact fresh frames per second; p50 = median capture→decode age.
+``--capacity`` adds a bottleneck on what the leg's peer sends (``pub``: the publisher's
+uplink; an nftables policer with a 100 ms burst, tests/loss.py), congestion the rate
+control must find; the ``sent``/``target`` columns are the publisher's at the end (ours).
 """
 from __future__ import annotations
 
@@ -42,10 +46,12 @@ def _fmt(value, spec: str) -> str:
 
 def print_row(r: dict) -> None:
     usable = r["fps"] >= 15 and r["bad_pct"] <= 5
-    print(f"{r['stack']:5} {r['leg']:3} {r['percent']:5.0f} {r['seconds']:5.0f} "
-          f"{r['bad_pct']:8.1f} {r['longest_freeze_s']:7.1f} {r['fps']:6.1f} "
+    target = (r.get("sender") or {}).get("target_bps")
+    print(f"{r['stack']:5} {r['leg']:3} {r['percent']:5.0f} {_fmt(r.get('capacity_kbps'), '6.0f')} "
+          f"{r['seconds']:5.0f} {r['bad_pct']:8.1f} {r['longest_freeze_s']:7.1f} {r['fps']:6.1f} "
           f"{_fmt(r['age_p50_ms'], '7.0f')} {r['corrupt_frames']:7d} {r['dropped']:7d} "
-          f"{r['load']:5.1f}  {'yes' if usable else 'no'}", flush=True)
+          f"{_fmt(target and target / 1000, '7.0f')} {r['load']:5.1f}  {'yes' if usable else 'no'}",
+          flush=True)
 
 
 @contextlib.contextmanager
@@ -68,14 +74,17 @@ def janus_in_own_netns(name: str) -> Iterator[J.JanusServer]:
 async def main_async(args) -> list[dict]:
     results = []
     with janus_in_own_netns("roombox-lossbench") as server:
-        print("stack leg   loss  secs  bad%(fz) longest    fps  p50 ms corrupt dropped  load  usable")
+        print("stack leg   loss cap kb  secs  bad%(fz) longest    fps  p50 ms corrupt dropped "
+              "target kb load  usable")
         for percent in args.levels:
-            for leg in args.legs:
-                for stack in args.stacks:
-                    r = await call(server, stack, leg, percent, args.seconds, args.warmup,
-                                   args.size, args.psnr_db)
-                    results.append(r)
-                    print_row(r)
+            for capacity in args.capacity:
+                for leg in args.legs:
+                    for stack in args.stacks:
+                        r = await call(server, stack, leg, percent, args.seconds, args.warmup,
+                                       args.size, args.psnr_db, capacity_kbps=capacity)
+                        r["capacity_kbps"] = capacity
+                        results.append(r)
+                        print_row(r)
     return results
 
 
@@ -105,6 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_grid_arguments(parser, levels="0,10,20", seconds=60.0)
     parser.add_argument("--psnr-db", type=float, default=22.0)
+    parser.add_argument("--capacity", default=[None], metavar="KBPS,...",
+                        type=lambda s: [float(x) for x in s.split(",")],
+                        help="a bottleneck (kbit/s) on each leg's sender, one cell per value")
     parser.add_argument("--json", help="also write every result (with receiver/sender status) here")
     parser.add_argument("--speech", action="store_true",
                         help="also run bench/loss_audio.py's measure_speech for the same cells")

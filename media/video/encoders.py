@@ -29,6 +29,12 @@ TIME_BASE = Fraction(1, 90000)
 # rate (2.6 kB at 150 kbit/s, 15 kB at 1.5 Mbit/s, 360p), so it does not queue hundreds of
 # milliseconds of data in front of the next frames or overflow a short bottleneck queue.
 VBV_BUFFER_S = 0.5
+# Above this quantiser an H.264 picture is a smear nobody can read (measured at 360p and
+# 150 kbit/s: two forced keyframes in a row drained the VBV and x264 went to QP 51 — a
+# keyframe of 1.2 kB, 20 frames whose stamp could not be read). Capped, x264 overshoots
+# the rate briefly instead (256 kbit/s for that second), and the ladder's smaller rungs,
+# not worse pictures, are the answer to a rate that low.
+X264_QP_MAX = 40
 
 
 class EncoderBackend:
@@ -135,7 +141,7 @@ class Libx264Encoder(PyAvEncoder):
     def _options(self, bitrate_bps: int, max_bitrate_bps: int) -> dict[str, str]:
         return {"preset": self.preset, "tune": "zerolatency", "profile": "baseline",
                 "forced-idr": "1", "maxrate": str(bitrate_bps),
-                "bufsize": str(int(bitrate_bps * VBV_BUFFER_S))}
+                "bufsize": str(int(bitrate_bps * VBV_BUFFER_S)), "qmax": str(X264_QP_MAX)}
 
     def open(self, rung: Rung, bitrate_bps: int, max_bitrate_bps: int, gop_frames: int) -> None:
         super().open(rung, bitrate_bps, max_bitrate_bps, gop_frames)

@@ -12,6 +12,12 @@ there is to send fewer packets. So:
 - loss < ``LOSS_LOW`` above the link's own and no keyframe request for ``CALM_S`` raises it
   by ``INCREASE``;
 - anything between holds. REMB, when the far end sends it, stays a ceiling on top.
+- Where loss began: once a cut showed congestion, the rate it was cut from is remembered
+  (``ceiling_bps``). For ``CONGESTION_MEMORY_S`` the rate stays under
+  ``HOLD_BELOW_CEILING`` of it, then climbs by ``INCREASE_NEAR`` a step from
+  ``NEAR_CEILING`` of it, instead of overshooting at full speed every time (behind a
+  1 Mbit/s policer: an overshoot every ~25 s, each a freeze of several seconds). Climbing
+  ``FORGET_CEILING`` past it without loss forgets it: the link got better.
 - The link's own loss: loss that a congested queue causes falls when we send less; the
   random loss of a radio link does not, and cutting for it only starves the picture (the
   FEC repairs it). So after a loss cut the rate holds until ``PROBE_REPORTS`` reports
@@ -38,6 +44,10 @@ CALM_S = 4.0
 UPDATE_S = 1.0
 DECREASE = 0.8
 INCREASE = 1.08
+INCREASE_NEAR = 1.01
+NEAR_CEILING = 0.85
+HOLD_BELOW_CEILING = 0.9
+FORGET_CEILING = 1.15
 LOSS_SMOOTHING = 0.5     # weight of the newest report (Janus reports about once a second)
 SETTLE_S = 1.0           # after a cut, reports this much later describe the new rate
 PROBE_REPORTS = 2        # ... and this many of them are compared with the two before it
@@ -68,7 +78,8 @@ class LossRate:
         self.smoothed_loss = 0.0
         self.inherent = 0.0
         self._reports: deque[tuple[float, float]] = deque(maxlen=8)   # (time, fraction lost)
-        self._probe: tuple[float, float] | None = None    # (time of the cut, loss before it)
+        self._probe: tuple[float, float, float] | None = None   # (time of the cut, loss and rate before it)
+        self.ceiling_bps: float | None = None
         self._congested_at = float("-inf")
         self._requests: deque[float] = deque()
         self._last_update = float("-inf")
@@ -135,8 +146,9 @@ class LossRate:
         if congested:
             # Down to what got through: a link that carries C of our R loses 1 - C/R, so
             # R (1 - loss) is C. Then hold and see whether the loss answers.
+            before_bps = self.rate_bps
             self.rate_bps = max(self.min_bps, self.rate_bps * min(DECREASE, 1 - self.excess_loss))
-            self._probe = (now, self._recent_loss(before=now))
+            self._probe = (now, self._recent_loss(before=now), before_bps)
             self.last_reason = f"loss {self.smoothed_loss:.0%}"
         elif recent >= PLI_TROUBLE:
             self.rate_bps = max(self.min_bps, self.rate_bps * DECREASE)
@@ -144,13 +156,26 @@ class LossRate:
         elif self._probe is not None:
             self.last_reason = "holding: does the loss fall with the rate?"
         elif self.excess_loss < LOSS_LOW and not self._requests:
-            self.rate_bps = min(self.max_bps, self.rate_bps * INCREASE)
-            self.last_reason = "clean" if self.inherent < LOSS_LOW else \
-                f"loss {self.inherent:.0%} is the link's own (did not fall with the rate)"
+            self._increase()
         else:
             self.last_reason = "holding"
         self._last_update = now
         return self.target_bps
+
+    def _increase(self) -> None:
+        ceiling = self.ceiling_bps
+        recent = self._clock() - self._congested_at < CONGESTION_MEMORY_S
+        near = ceiling is not None and self.rate_bps >= NEAR_CEILING * ceiling
+        rate = self.rate_bps * (INCREASE_NEAR if near else INCREASE)
+        if ceiling is not None and recent:
+            rate = max(self.rate_bps, min(rate, HOLD_BELOW_CEILING * ceiling))
+        self.rate_bps = min(self.max_bps, rate)
+        self.last_reason = "clean" if self.inherent < LOSS_LOW else \
+            f"loss {self.inherent:.0%} is the link's own (did not fall with the rate)"
+        if near:
+            self.last_reason += f", {'held' if recent else 'slowly'} below {ceiling / 1e6:.2f} Mbit/s where loss began"
+        if ceiling is not None and self.rate_bps > FORGET_CEILING * ceiling:
+            self.ceiling_bps = None
 
     def _recent_loss(self, before: float | None = None, after: float | None = None) -> float:
         picked = [loss for t, loss in self._reports
@@ -161,7 +186,7 @@ class LossRate:
     def _judge_probe(self, now: float) -> None:
         """After a loss cut: did the loss fall with the rate (congestion) or not (the
         link's own)?"""
-        cut_at, before = self._probe
+        cut_at, before, before_bps = self._probe
         settled = [t for t, _ in self._reports if t >= cut_at + SETTLE_S]
         if len(settled) < PROBE_REPORTS:
             if now - cut_at > PROBE_TIMEOUT_S:
@@ -177,6 +202,7 @@ class LossRate:
             self.smoothed_loss = after
         else:
             self._congested_at = now
+            self.ceiling_bps = before_bps
 
 
 class CopyBudget:

@@ -19,7 +19,8 @@ from media.video import (AnnexBFileOutput, EncodedOutput, NoEncoderAvailable, Vi
                          VideoConfigError, VideoEncoder, choose_encoder)
 from media.video.chain import ENV_OVERRIDE, ORDER, candidates
 from media.video.errors import EncoderUnavailable
-from media.video import live_vbv
+from media.video import encoders, live_vbv
+from media.video.config import Rung
 from media.video.encoder import FORCED_KEYFRAME_BURST
 
 WAIT_S = 15
@@ -296,3 +297,21 @@ async def test_output_started_mid_stream_gets_a_keyframe_at_once_and_nothing_bef
     assert late.packets_dropped <= 1, "at most the frame already in the encoder went unused"
     assert sum(k for _, k in late.packets) == 1
     assert encoder.frames_encoded - before <= 7, "the keyframe came at once, not at the 60 s GOP"
+
+
+@pytest.mark.parametrize("qp_max, readable", [(encoders.X264_QP_MAX, True), (51, False)])
+async def test_keyframes_in_a_row_at_a_starved_rate_leave_the_picture_readable(camera, monkeypatch,
+                                                                                qp_max, readable):
+    """A viewer joining and another's PLI right after, at 60 kbit/s: with x264's quantiser
+    free to reach 51 the second keyframe drains the VBV and the next pictures are a smear
+    whose stamp cannot be read; capped at ``X264_QP_MAX`` every picture stays readable."""
+    monkeypatch.setattr(encoders, "X264_QP_MAX", qp_max)
+    backend = encoders.Libx264Encoder()
+    backend.open(Rung(camera.width, camera.height, 30), 60_000, 2_500_000, gop_frames=3000)
+    decoder = av.CodecContext.create("h264", "r")
+    unreadable = 0
+    for index in range(75):
+        frame = await asyncio.to_thread(camera.capture)
+        for packet in backend.encode(frame, keyframe=index in (0, 30, 32)):
+            unreadable += sum(stamps.read_frame(picture) is None for picture in decoder.decode(packet))
+    assert (unreadable == 0) == readable, f"{unreadable} unreadable pictures at QP max {qp_max}"

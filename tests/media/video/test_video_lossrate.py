@@ -38,6 +38,31 @@ def test_loss_from_a_congested_link_cuts_the_rate_to_what_the_link_carries():
     assert rate.inherent < 0.02, "congestion loss is never taken for the link's own"
 
 
+def test_behind_a_policer_the_rate_stays_under_where_loss_began_instead_of_overshooting():
+    """A policer loses nothing below its rate and a burst's worth above it (at least 8 %),
+    so the hold band never catches the climb: before, the rate went over the capacity a
+    third of the time (183 of 540 s), each time a freeze. Now it stays under where loss
+    began and probes slowly: over it less than 5 % of the time, at the same mean rate."""
+    for capacity in (500_000, 1_000_000):
+        clock = Clock()
+        rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+        policer = lambda t, bps: 0.0 if bps <= capacity else max(0.08, 1 - capacity / bps)  # noqa: E731
+        settled = run_link(rate, clock, policer, 600)[60:]
+        over = sum(r > capacity for r in settled)
+        assert over <= 0.05 * len(settled), (capacity, over)
+        assert sum(settled) / len(settled) >= 0.85 * capacity
+        assert rate.ceiling_bps is not None and "where loss began" in rate.last_reason
+
+
+def test_a_ceiling_is_forgotten_when_the_link_gets_better():
+    clock = Clock()
+    rate = LossRate(1_000_000, 150_000, 2_500_000, clock)
+    run_link(rate, clock, lambda t, bps: 0.0 if bps <= 600_000 else max(0.08, 1 - 600_000 / bps), 60)
+    assert rate.target_bps < 600_000 and rate.ceiling_bps is not None
+    rates = run_link(rate, clock, lambda t, bps: 0.0, 240)
+    assert rates[-1] == 2_500_000 and rate.ceiling_bps is None
+
+
 def test_loss_that_does_not_fall_with_the_rate_is_the_links_own_and_stops_cutting():
     clock = Clock()
     rate = LossRate(1_000_000, 150_000, 2_500_000, clock)

@@ -211,6 +211,6 @@ async def test_parity_follows_random_loss_but_not_congestion_or_the_requests_it_
     if link == "random":
         assert planned >= 0.09 and sender.allowed_bps() > 1_000_000, (planned, sender.allowed_bps())
     else:
-        assert planned == 0.0 and sender.expected_loss.viewers == 0.0, planned
+        assert planned < 1e-3 and sender.expected_loss.viewers == 0.0, planned
         assert sender.allowed_bps() <= 480_000 and sender.loss_rate.retransmit_copies() == 1
 
