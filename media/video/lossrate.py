@@ -12,6 +12,11 @@ there is to send fewer packets. So:
 - loss < ``LOSS_LOW`` above the link's own and no keyframe request for ``CALM_S`` raises it
   by ``INCREASE``;
 - anything between holds. REMB, when the far end sends it, stays a ceiling on top.
+- Reports scatter: a second's fraction lost of ~80 packets at 30 % loss is 30 ± 5 %. Both
+  tests above (is the loss high? did it fall?) also require the difference to stand
+  ``NOISE_SIGMAS`` standard deviations above that scatter, from the loss and the packets a
+  report covers at the current rate; without it every fourth report looked like new
+  congestion, and every fourth probe like an answer.
 - Where loss began: once a cut showed congestion, the rate it was cut from is remembered
   (``ceiling_bps``). For ``CONGESTION_MEMORY_S`` the rate stays under
   ``HOLD_BELOW_CEILING`` of it, then climbs by ``INCREASE_NEAR`` a step from
@@ -56,6 +61,9 @@ LOSS_ANSWERS = 0.02      # the loss answered the cut if it fell at least this mu
 ANSWER_SHARE = 0.4       # ... or this share of what a cut takes off congestion loss
 INHERENT_MAX = 0.5       # beyond this a call is lost anyway: keep cutting
 INHERENT_FALL = 0.2      # per report, toward a lower loss
+NOISE_SIGMAS = 2.5
+REPORT_S = 1.0               # Janus sends a receiver report about once a second
+REPORT_PACKET_BYTES = 1100   # what a video packet is counted as, for the report's scatter
 CONGESTION_MEMORY_S = 30.0   # after loss answered a cut, parity and copies plan for less
 # Extra RTX copies by loss on our leg: 0 below 3 %, 1 below 10 %, else 2.
 COPIES_AT = ((0.10, 2), (0.03, 1))
@@ -120,9 +128,14 @@ class LossRate:
         cut has shown otherwise, all of it (most loss on a radio link is random); after
         loss fell with the rate, only the link's own for ``CONGESTION_MEMORY_S``: redundancy
         for congestion loss only adds to the queue that drops it."""
-        if self._clock() - self._congested_at < CONGESTION_MEMORY_S:
+        if self._clock() - self._congested_at < CONGESTION_MEMORY_S or self._near_ceiling:
             return self.inherent
         return self.smoothed_loss
+
+    @property
+    def _near_ceiling(self) -> bool:
+        """Close to where congestion was found: loss here is that congestion again."""
+        return self.ceiling_bps is not None and self.rate_bps >= NEAR_CEILING * self.ceiling_bps
 
     @property
     def target_bps(self) -> int:
@@ -142,7 +155,9 @@ class LossRate:
         if now - self._last_update < UPDATE_S:
             return self.target_bps
         recent = sum(now - t <= PLI_WINDOW_S for t in self._requests)
-        congested = self.excess_loss >= LOSS_HIGH and self._probe is None
+        # The smoothed loss scatters by ~0.58 of one report (EWMA weight 0.5).
+        high = max(LOSS_HIGH, NOISE_SIGMAS * 0.58 * self._report_scatter(self.inherent))
+        congested = self.excess_loss >= high and self._probe is None
         if congested:
             # Down to what got through: a link that carries C of our R loses 1 - C/R, so
             # R (1 - loss) is C. Then hold and see whether the loss answers.
@@ -165,7 +180,7 @@ class LossRate:
     def _increase(self) -> None:
         ceiling = self.ceiling_bps
         recent = self._clock() - self._congested_at < CONGESTION_MEMORY_S
-        near = ceiling is not None and self.rate_bps >= NEAR_CEILING * ceiling
+        near = self._near_ceiling
         rate = self.rate_bps * (INCREASE_NEAR if near else INCREASE)
         if ceiling is not None and recent:
             rate = max(self.rate_bps, min(rate, HOLD_BELOW_CEILING * ceiling))
@@ -176,6 +191,11 @@ class LossRate:
             self.last_reason += f", {'held' if recent else 'slowly'} below {ceiling / 1e6:.2f} Mbit/s where loss began"
         if ceiling is not None and self.rate_bps > FORGET_CEILING * ceiling:
             self.ceiling_bps = None
+
+    def _report_scatter(self, loss: float) -> float:
+        """Standard deviation of one report's fraction lost at ``loss`` and today's rate."""
+        packets = max(10.0, self.rate_bps * REPORT_S / (8 * REPORT_PACKET_BYTES))
+        return (max(loss, 0.01) * (1 - loss) / packets) ** 0.5
 
     def _recent_loss(self, before: float | None = None, after: float | None = None) -> float:
         picked = [loss for t, loss in self._reports
@@ -196,7 +216,10 @@ class LossRate:
         self._probe = None
         # Congestion loss 1 - C/R falls to 1 - C/(0.8 R): by a quarter of what got through.
         excess = before - self.inherent
-        answer = max(LOSS_ANSWERS, ANSWER_SHARE * min(excess, (1 - before) * (1 / DECREASE - 1)))
+        answer = max(LOSS_ANSWERS, ANSWER_SHARE * min(excess, (1 - before) * (1 / DECREASE - 1)),
+                     # two means of PROBE_REPORTS reports each: their difference scatters
+                     # by one report's scatter (for two reports each)
+                     NOISE_SIGMAS * self._report_scatter(after) * (2 / PROBE_REPORTS) ** 0.5)
         if before - after < answer and after <= INHERENT_MAX:
             self.inherent = max(self.inherent, after)
             self.smoothed_loss = after

@@ -39,6 +39,7 @@ log = logging.getLogger("roombox.media.video")
 TRACK_QUEUE_PACKETS = 4
 # Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
 REMB_SHARE = 0.9
+MIN_PARITY_OVERHEAD = 0.25      # parity per picture byte allowed under congestion, at least
 SHARE_MIN_BYTES = 20_000        # bytes sent before the picture's share of them is re-measured
 
 
@@ -221,10 +222,14 @@ class VideoSender:
     def _steer(self) -> None:
         allowed = self.allowed_bps()
         if self.packer is not None:
-            # The picture cannot go below its floor, so parity gets what is left of the
-            # rate: the stream as a whole must shrink when the rate control says so.
+            # Congested, the whole stream must shrink when the rate control says so, and
+            # the picture cannot go below its floor: parity gets what is left, but never
+            # less than a quarter of the picture, for the link's own loss. Random loss
+            # alone is not capped (at the floor, no parity left 30 % loss unrepaired: a
+            # third of the time frozen).
             floor = self.encoder.config.min_bitrate_bps
-            self.packer.max_overhead = max(0.0, allowed / floor - 1)
+            self.packer.max_overhead = (max(MIN_PARITY_OVERHEAD, allowed / floor - 1)
+                                        if self.loss_rate.congested else None)
         # The parity rides in the same budget: the picture gets its measured share of it.
         self.encoder.set_target_bitrate(int(allowed * self._measure_data_share()))
         if self.ladder is not None:
