@@ -222,14 +222,15 @@ class VideoSender:
     def _steer(self) -> None:
         allowed = self.allowed_bps()
         if self.packer is not None:
-            # Congested, the whole stream must shrink when the rate control says so, and
-            # the picture cannot go below its floor: parity gets what is left, but never
-            # less than a quarter of the picture, for the link's own loss. Random loss
-            # alone is not capped (at the floor, no parity left 30 % loss unrepaired: a
-            # third of the time frozen).
+            # The whole stream must shrink when the rate control says so, or its test of
+            # whether loss falls with the rate sees no change and takes congestion for the
+            # link's own loss (behind a 500 kbit/s policer parity grew to four times a
+            # 200 kbit/s picture). The picture cannot go below its floor: parity gets what
+            # is left, and at least a quarter of the picture for the link's own loss (at the
+            # floor, no parity at all left 30 % loss unrepaired). On a lossy but uncongested
+            # link the rate stays high and the cap is far above the plan.
             floor = self.encoder.config.min_bitrate_bps
-            self.packer.max_overhead = (max(MIN_PARITY_OVERHEAD, allowed / floor - 1)
-                                        if self.loss_rate.congested else None)
+            self.packer.max_overhead = max(MIN_PARITY_OVERHEAD, allowed / floor - 1)
         # The parity rides in the same budget: the picture gets its measured share of it.
         self.encoder.set_target_bitrate(int(allowed * self._measure_data_share()))
         if self.ladder is not None:

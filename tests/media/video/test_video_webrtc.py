@@ -213,4 +213,7 @@ async def test_parity_follows_random_loss_but_not_congestion_or_the_requests_it_
     else:
         assert planned < 1e-3 and sender.expected_loss.viewers == 0.0, planned
         assert sender.allowed_bps() <= 480_000 and sender.loss_rate.retransmit_copies() == 1
+        # and whatever parity is planned keeps the stream within the rate: the picture's
+        # floor (150 kbit/s) plus parity at most what is left of the target
+        assert 150_000 * (1 + sender.packer.max_overhead) <= max(1.25 * 150_000, sender.allowed_bps())
 
