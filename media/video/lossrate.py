@@ -86,7 +86,8 @@ class LossRate:
         self.smoothed_loss = 0.0
         self.inherent = 0.0
         self._reports: deque[tuple[float, float]] = deque(maxlen=8)   # (time, fraction lost)
-        self._probe: tuple[float, float, float] | None = None   # (time of the cut, loss and rate before it)
+        # (time of the cut, loss and rate before it)
+        self._probe: tuple[float, float, float] | None = None
         self.ceiling_bps: float | None = None
         self._congested_at = float("-inf")
         self._requests: deque[float] = deque()
@@ -188,7 +189,8 @@ class LossRate:
         self.last_reason = "clean" if self.inherent < LOSS_LOW else \
             f"loss {self.inherent:.0%} is the link's own (did not fall with the rate)"
         if near:
-            self.last_reason += f", {'held' if recent else 'slowly'} below {ceiling / 1e6:.2f} Mbit/s where loss began"
+            how = "held" if recent else "slowly"
+            self.last_reason += f", {how} below {ceiling / 1e6:.2f} Mbit/s where loss began"
         if ceiling is not None and self.rate_bps > FORGET_CEILING * ceiling:
             self.ceiling_bps = None
 
