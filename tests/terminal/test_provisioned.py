@@ -155,9 +155,13 @@ async def test_unreachable_conferencing_service_rolls_back_to_the_last_good_conf
 async def test_activation_code_shows_in_status_until_an_admin_approves_it(tmp_path, service, conference, monkeypatch):
     box = Box(tmp_path, service, "RB-T4", monkeypatch)
     async with box:
-        status = await box.until(lambda s: s["provisioning"].get("user_code"), "an activation code")
+        # The agent's status has the code first; the state machine's reason follows through
+        # its event queue a moment later (a status read between the two saw the old reason).
+        status = await box.until(lambda s: s["provisioning"].get("user_code")
+                                 and s["provisioning"]["user_code"] in s["reason"],
+                                 "an activation code, in the status reason too")
         code = status["provisioning"]["user_code"]
-        assert status["state"] == "unprovisioned" and code in status["reason"]
+        assert status["state"] == "unprovisioned"
         shown = format_status(status)                              # what `roombox status` prints
         assert f"provision:  awaiting_approval · config version 0 · {service.url} · activation code {code}" in shown
         assert len(code) == 9 and code[4] == "-"
