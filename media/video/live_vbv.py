@@ -15,7 +15,7 @@ How: through FFmpeg's own option API (``av_opt_set_int`` on the ``AVCodecContext
 same call ``-maxrate`` uses), from the libavutil PyAV itself loaded. The context pointer is
 read from the PyAV object (the first field of a Cython ``CodecContext`` after its vtable)
 and accepted only if its ``AVClass`` is libavcodec's and the values read back through
-PyAV's own getters; otherwise ``available`` is False and the encoder falls back to
+PyAV's own getters; otherwise ``set()`` returns False and the encoder falls back to
 reopening on big changes, as it does for backends that cannot change rate at all.
 """
 from __future__ import annotations
@@ -39,10 +39,6 @@ class LiveVbv:
     def __init__(self, ctx: av.CodecContext) -> None:
         self._ctx = ctx
         self._ptr = _context_pointer(ctx)
-
-    @property
-    def available(self) -> bool:
-        return self._ptr is not None
 
     def set(self, maxrate_bps: int, bufsize_bits: int) -> bool:
         """Apply both; False (and nothing changed for good) when this FFmpeg refuses."""
@@ -102,7 +98,6 @@ def _libraries() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
 def _loaded_library(stem: str) -> str | None:
     """Path of the ``stem`` shared library mapped into this process (PyAV's wheel bundles
     its own FFmpeg under a hashed name; a distribution build uses the system's)."""
-    av.codecs_available  # noqa: B018 - makes sure PyAV's libraries are loaded
     try:
         with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
             paths = {line.split()[-1] for line in maps if "/" in line}

@@ -54,6 +54,8 @@ NEAR_CEILING = 0.85
 HOLD_BELOW_CEILING = 0.9
 FORGET_CEILING = 1.15
 LOSS_SMOOTHING = 0.5     # weight of the newest report (Janus reports about once a second)
+# The smoothed loss scatters by this share of one report's scatter (EWMA of independent reports).
+SMOOTHED_SCATTER = (LOSS_SMOOTHING / (2 - LOSS_SMOOTHING)) ** 0.5
 SETTLE_S = 1.0           # after a cut, reports this much later describe the new rate
 PROBE_REPORTS = 2        # ... and this many of them are compared with the two before it
 PROBE_TIMEOUT_S = 6.0    # no reports: give up the comparison
@@ -156,8 +158,7 @@ class LossRate:
         if now - self._last_update < UPDATE_S:
             return self.target_bps
         recent = sum(now - t <= PLI_WINDOW_S for t in self._requests)
-        # The smoothed loss scatters by ~0.58 of one report (EWMA weight 0.5).
-        high = max(LOSS_HIGH, NOISE_SIGMAS * 0.58 * self._report_scatter(self.inherent))
+        high = max(LOSS_HIGH, NOISE_SIGMAS * SMOOTHED_SCATTER * self._report_scatter(self.inherent))
         congested = self.excess_loss >= high and self._probe is None
         if congested:
             # Down to what got through: a link that carries C of our R loses 1 - C/R, so

@@ -39,7 +39,7 @@ log = logging.getLogger("roombox.media.video")
 TRACK_QUEUE_PACKETS = 4
 # Headroom under the REMB estimate: REMB is a ceiling, and RTP/SRTP headers ride on top.
 REMB_SHARE = 0.9
-MIN_PARITY_OVERHEAD = 0.25      # parity per picture byte allowed under congestion, at least
+MIN_PARITY_OVERHEAD = 0.25      # parity per picture byte always allowed, whatever the rate
 SHARE_MIN_BYTES = 20_000        # bytes sent before the picture's share of them is re-measured
 
 
